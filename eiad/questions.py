@@ -1,0 +1,64 @@
+"""Multiple-choice building blocks shared by DDQA and the demo MMAD benchmark."""
+
+from __future__ import annotations
+
+import hashlib
+import string
+from collections.abc import Sequence
+
+import numpy as np
+
+ANSWER_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+LETTERS = string.ascii_uppercase
+
+
+def readable(name: str) -> str:
+    """Folder-style names in words: ``missing_parts`` -> ``missing parts``."""
+    return name.replace("_", " ").replace("-", " ").strip()
+
+
+def stable_rng(seed: int, *keys: str) -> np.random.Generator:
+    """A generator determined by ``seed`` and ``keys`` alone.
+
+    Keying by the item (task, image path) rather than drawing from one shared stream means a
+    record's options do not change when other records are added, removed or reordered.
+    """
+    digest = hashlib.sha256("\x1f".join(keys).encode("utf-8")).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
+
+
+def pick_distractors(
+    correct: str, pool: Sequence[str], count: int, rng: np.random.Generator
+) -> list[str]:
+    """``count`` distinct wrong options from ``pool`` (fewer when the pool is short), in pool order."""
+    others = [option for option in dict.fromkeys(pool) if option != correct]
+    if len(others) <= count:
+        return others
+    chosen = set(rng.choice(len(others), size=count, replace=False).tolist())
+    return [option for index, option in enumerate(others) if index in chosen]
+
+
+def lettered(
+    correct: str, distractors: Sequence[str], canonical: Sequence[str], rng: np.random.Generator, shuffle: bool
+) -> tuple[dict[str, str], str]:
+    """Options as ``{"A": ..., "B": ...}`` and the correct letter.
+
+    Shuffled by ``rng``, or in the ``canonical`` order (the order of the EIAD figure: No/Yes,
+    grid order, vocabulary order) when ``shuffle`` is false.
+    """
+    options = [correct, *distractors]
+    if shuffle:
+        options = [options[i] for i in rng.permutation(len(options))]
+    else:
+        rank = {option: index for index, option in enumerate(canonical)}
+        options.sort(key=lambda option: rank.get(option, len(rank)))
+    table = dict(zip(LETTERS, options))
+    return table, LETTERS[options.index(correct)]
+
+
+def format_question(question: str, options: dict[str, str] | None) -> str:
+    """The text of one multiple-choice question, as trained on and as asked at evaluation."""
+    if not options:
+        return question
+    lines = [question, *(f"{letter}. {text}" for letter, text in options.items()), ANSWER_INSTRUCTION]
+    return "\n".join(lines)

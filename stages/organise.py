@@ -1,0 +1,33 @@
+"""DVC stage `organise@<source>`: native layout -> unified layout + manifest."""
+
+from pathlib import Path
+
+import click
+
+from eiad.cli import params_option, stage
+from eiad.io import atomic_directory, atomic_write_json
+from eiad.params import load_params
+from eiad.sources import get_source
+
+
+@click.command()
+@click.argument("source")
+@click.option("--raw", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Folder holding the source's native data (the fetch stage's output).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the unified layout and manifest.jsonl (replaced atomically).")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="JSON file for the counts of organised and skipped samples (a DVC metric).")
+@params_option
+@stage
+def main(source: str, raw: Path, out: Path, report: Path, params_file: str) -> None:
+    """Organise SOURCE's native data as set in `sources.SOURCE.organise`."""
+    params = load_params(f"sources.{source}.organise", params_file)
+    with atomic_directory(out) as staging:
+        counts = get_source(source).organise(params, raw, staging)
+    atomic_write_json(report, counts.to_json())
+    click.echo(f"{source}: {sum(counts.counts.values())} samples organised, {len(counts.skipped)} skipped")
+
+
+if __name__ == "__main__":
+    main()
