@@ -33,7 +33,8 @@ from eiad.errors import ConfigError
 from eiad.io import atomic_directory, atomic_write_json, jsonl_text
 from eiad.layout import OK, Sample
 from eiad.masks import GRID_CELLS, Region, grid_cell, normalised_box, read_mask, regions
-from eiad.questions import format_question, lettered, pick_distractors, readable, stable_rng
+from eiad.questions import format_question, lettered, pick_distractors, readable
+from eiad.seeding import stable_random
 
 TASK_FILES = {"AD": "Task_AD.jsonl", "DC": "Task_DC.jsonl", "RDL": "Task_RDL.jsonl", "DFM": "Task_DFM.jsonl"}
 QUESTIONS = {
@@ -110,7 +111,7 @@ TaskBuilder = Callable[[Sample, "Geometry | None", Context], "Question | None"]
 
 def _ad(sample: Sample, geometry: Geometry | None, ctx: Context) -> tuple[str, dict[str, str], str]:
     correct = "Yes." if sample.is_defective else "No."
-    rng = stable_rng(ctx.config.seed, "AD", sample.dataset, sample.image)
+    rng = stable_random(ctx.config.seed, "AD", sample.dataset, sample.image)
     distractors = [option for option in AD_OPTIONS if option != correct]
     options, answer = lettered(correct, distractors, AD_OPTIONS, rng, ctx.config.shuffle_options)
     return QUESTIONS["AD"], options, answer
@@ -118,7 +119,7 @@ def _ad(sample: Sample, geometry: Geometry | None, ctx: Context) -> tuple[str, d
 
 def _dc(sample: Sample, geometry: Geometry | None, ctx: Context) -> tuple[str, dict[str, str], str] | None:
     correct = readable(sample.defect)
-    rng = stable_rng(ctx.config.seed, "DC", sample.dataset, sample.image)
+    rng = stable_random(ctx.config.seed, "DC", sample.dataset, sample.image)
     wanted = ctx.config.num_options - 1
     distractors = pick_distractors(correct, ctx.vocabulary[sample.dataset], wanted, rng)
     if len(distractors) < wanted:
@@ -135,7 +136,7 @@ def _dc(sample: Sample, geometry: Geometry | None, ctx: Context) -> tuple[str, d
 def _rdl(sample: Sample, geometry: Geometry | None, ctx: Context) -> tuple[str, dict[str, str], str]:
     assert geometry is not None
     correct = geometry.cell()
-    rng = stable_rng(ctx.config.seed, "RDL", sample.dataset, sample.image)
+    rng = stable_random(ctx.config.seed, "RDL", sample.dataset, sample.image)
     distractors = pick_distractors(correct, GRID_CELLS, ctx.config.num_options - 1, rng)
     options, answer = lettered(correct, distractors, GRID_CELLS, rng, ctx.config.shuffle_options)
     return QUESTIONS["RDL"], options, answer
@@ -190,9 +191,8 @@ def split_test_groups(samples: list[Sample], test_ratio: float, seed: int) -> se
     test: set[str] = set()
     for stratum, groups in sorted(strata.items()):
         groups.sort()
-        order = stable_rng(seed, "split", *stratum).permutation(len(groups))
-        count = math.floor(test_ratio * len(groups) + 0.5)
-        test.update(groups[i] for i in order[:count])
+        stable_random(seed, "split", *stratum).shuffle(groups)
+        test.update(groups[: math.floor(test_ratio * len(groups) + 0.5)])
     return test
 
 
@@ -263,10 +263,10 @@ def write_ddqa(records: dict[str, dict[str, list[dict[str, Any]]]], out: Path) -
     with atomic_directory(out) as staging:
         for split, folder, combined in (("train", staging, "train.jsonl"), ("test", staging / "test", "test.jsonl")):
             folder.mkdir(exist_ok=True)
-            for task, rows in records[split].items():
-                (folder / TASK_FILES[task]).write_text(jsonl_text(rows), encoding="utf-8")
-            every = (row for rows in records[split].values() for row in rows)
-            (staging / combined).write_text(jsonl_text(every), encoding="utf-8")
+            texts = {task: jsonl_text(rows) for task, rows in records[split].items()}
+            for task, text in texts.items():
+                (folder / TASK_FILES[task]).write_text(text, encoding="utf-8")
+            (staging / combined).write_text("".join(texts.values()), encoding="utf-8")
 
 
 def build_ddqa(samples: Iterable[Sample], out: Path, summary: Path, config: DDQAConfig) -> dict[str, Any]:

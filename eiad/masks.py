@@ -86,23 +86,24 @@ class Region:
 
 def regions(mask: np.ndarray) -> list[Region]:
     """Connected components (8-connectivity), largest first; ties by position."""
-    labels, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
-    if count == 0:
+    # label only the rows and columns that hold defect pixels: cost follows the defect's
+    # extent, not the image size (masks are mostly background)
+    rows_hit = np.flatnonzero(mask.any(axis=1))
+    cols_hit = np.flatnonzero(mask.any(axis=0))
+    if rows_hit.size == 0:
         return []
-    flat = labels.ravel()
-    rows, cols = np.divmod(np.arange(flat.size), mask.shape[1])
-    area = np.bincount(flat, minlength=count + 1)
-    sum_x = np.bincount(flat, weights=cols, minlength=count + 1)
-    sum_y = np.bincount(flat, weights=rows, minlength=count + 1)
-    found = []
-    for index, (row_slice, col_slice) in enumerate(ndimage.find_objects(labels), start=1):
-        found.append(
-            Region(
-                area=int(area[index]),
-                box=(col_slice.start, row_slice.start, col_slice.stop, row_slice.stop),
-                centroid=(sum_x[index] / area[index] + 0.5, sum_y[index] / area[index] + 0.5),
-            )
-        )
+    top, left = int(rows_hit[0]), int(cols_hit[0])
+    crop = mask[top : rows_hit[-1] + 1, left : cols_hit[-1] + 1]
+    labels, count = ndimage.label(crop, structure=_EIGHT_CONNECTED)
+    rows, cols = np.nonzero(labels)
+    ids = labels[rows, cols]
+    area = np.bincount(ids, minlength=count + 1)[1:]
+    mean_x = np.bincount(ids, weights=cols, minlength=count + 1)[1:] / area + left + 0.5
+    mean_y = np.bincount(ids, weights=rows, minlength=count + 1)[1:] / area + top + 0.5
+    found = [
+        Region(int(size), (left + cs.start, top + rs.start, left + cs.stop, top + rs.stop), (float(x), float(y)))
+        for size, (rs, cs), x, y in zip(area, ndimage.find_objects(labels), mean_x, mean_y)
+    ]
     return sorted(found, key=lambda r: (-r.area, r.box[1], r.box[0]))
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
+import random
 import string
 from collections.abc import Sequence
-
-import numpy as np
 
 ANSWER_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 LETTERS = string.ascii_uppercase
@@ -17,29 +15,17 @@ def readable(name: str) -> str:
     return name.replace("_", " ").replace("-", " ").strip()
 
 
-def stable_rng(seed: int, *keys: str) -> np.random.Generator:
-    """A generator determined by ``seed`` and ``keys`` alone.
-
-    Keying by the item (task, image path) rather than drawing from one shared stream means a
-    record's options do not change when other records are added, removed or reordered.
-    """
-    digest = hashlib.sha256("\x1f".join(keys).encode("utf-8")).digest()
-    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
-
-
-def pick_distractors(
-    correct: str, pool: Sequence[str], count: int, rng: np.random.Generator
-) -> list[str]:
+def pick_distractors(correct: str, pool: Sequence[str], count: int, rng: random.Random) -> list[str]:
     """``count`` distinct wrong options from ``pool`` (fewer when the pool is short), in pool order."""
     others = [option for option in dict.fromkeys(pool) if option != correct]
     if len(others) <= count:
         return others
-    chosen = set(rng.choice(len(others), size=count, replace=False).tolist())
+    chosen = set(rng.sample(range(len(others)), count))
     return [option for index, option in enumerate(others) if index in chosen]
 
 
 def lettered(
-    correct: str, distractors: Sequence[str], canonical: Sequence[str], rng: np.random.Generator, shuffle: bool
+    correct: str, distractors: Sequence[str], canonical: Sequence[str], rng: random.Random, shuffle: bool
 ) -> tuple[dict[str, str], str]:
     """Options as ``{"A": ..., "B": ...}`` and the correct letter.
 
@@ -48,7 +34,7 @@ def lettered(
     """
     options = [correct, *distractors]
     if shuffle:
-        options = [options[i] for i in rng.permutation(len(options))]
+        rng.shuffle(options)
     else:
         rank = {option: index for index, option in enumerate(canonical)}
         options.sort(key=lambda option: rank.get(option, len(rank)))

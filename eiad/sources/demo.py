@@ -30,7 +30,8 @@ from eiad.io import atomic_write_json
 from eiad.layout import BadSamplePolicy, LayoutWriter, OrganiseReport, check_name
 from eiad.masks import GRID_CELLS, encode_mask_png, grid_cell, read_mask, regions
 from eiad.params import from_dict
-from eiad.questions import lettered, pick_distractors, readable, stable_rng
+from eiad.questions import lettered, pick_distractors, readable
+from eiad.seeding import stable_random, stable_rng
 from eiad.sources import Source
 from eiad.synth import DEFECTS, PRODUCTS, Capture, RenderConfig, make_part, random_pose, render
 
@@ -178,8 +179,8 @@ class DemoSource(Source):
                         "mask_path": mask_path,
                         "conversation": _benchmark_questions(config, product, label, key, capture),
                         "similar_templates": _most_similar(capture.image, templates),
-                        "random_templates": [templates[i][0] for i in
-                                             stable_rng(config.seed, key).permutation(len(templates))],
+                        "random_templates": stable_random(config.seed, key).sample(
+                            [path for path, _ in templates], len(templates)),
                     }
         atomic_write_json(dest / "mmad.json", benchmark)
 
@@ -227,7 +228,7 @@ def _most_similar(image: np.ndarray, templates: list[tuple[str, np.ndarray]]) ->
 def _benchmark_questions(
     config: DemoBenchmarkConfig, product: str, label: str, key: str, capture: Capture
 ) -> list[dict[str, Any]]:
-    rng = stable_rng(config.seed, key, "questions")
+    rng = stable_random(config.seed, key, "questions")
     defective = label != "good"
 
     def question(kind: str, text: str, correct: str, pool: list[str]) -> dict[str, Any]:

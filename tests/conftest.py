@@ -1,0 +1,107 @@
+"""Shared fixtures: a small demo dataset generated once per test session."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eiad.layout import Sample, read_manifest
+from eiad.sources.demo import SOURCE as DEMO
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+SMALL_RENDER = {"image_size": 40, "defect_area": [0.03, 0.15], "dark_contrast": [90, 125],
+                "bright_contrast": [70, 95], "noise": 3.0}
+SMALL_FETCH: dict[str, Any] = {
+    "seed": 3,
+    "products": ["washer", "plate", "screw_head", "pcb"],
+    "defects": ["scratch", "hole", "crack", "stain", "missing_part"],
+    "normal_parts_per_product": 3,
+    "defective_parts_per_defect": 2,
+    "views_per_part": 2,
+    "render": SMALL_RENDER,
+}
+SMALL_BENCHMARK: dict[str, Any] = {
+    "seed": 1000,
+    "products": ["washer", "plate", "screw_head", "pcb"],
+    "defects": ["scratch", "hole", "crack", "stain", "missing_part"],
+    "normal_per_product": 2,
+    "defective_per_defect": 1,
+    "templates_per_product": 2,
+    "render": SMALL_RENDER,
+}
+
+
+@pytest.fixture(scope="session")
+def small_fetch_params() -> dict[str, Any]:
+    return copy.deepcopy(SMALL_FETCH)
+
+
+@pytest.fixture(scope="session")
+def demo_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    raw = tmp_path_factory.mktemp("raw") / "demo"
+    raw.mkdir()
+    DEMO.fetch(copy.deepcopy(SMALL_FETCH), raw)
+    return raw
+
+
+@pytest.fixture(scope="session")
+def demo_organised(tmp_path_factory: pytest.TempPathFactory, demo_raw: Path) -> Path:
+    out = tmp_path_factory.mktemp("organised") / "demo"
+    out.mkdir()
+    DEMO.organise({"on_bad_sample": "error"}, demo_raw, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_samples(demo_organised: Path) -> list[Sample]:
+    return read_manifest(demo_organised)
+
+
+@pytest.fixture(scope="session")
+def demo_benchmark(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("benchmark")
+    DEMO.fetch_benchmark(copy.deepcopy(SMALL_BENCHMARK), out)
+    return out
+
+
+def label_components(mask: Any) -> list[list[tuple[int, int]]]:
+    """Connected components by a plain breadth-first flood fill (8-connectivity).
+
+    Written independently of eiad.masks so that tests check the builder against it.
+    """
+    height, width = len(mask), len(mask[0])
+    seen = [[False] * width for _ in range(height)]
+    components = []
+    for row in range(height):
+        for col in range(width):
+            if not mask[row][col] or seen[row][col]:
+                continue
+            seen[row][col] = True
+            queue, pixels = [(row, col)], []
+            while queue:
+                r, c = queue.pop()
+                pixels.append((r, c))
+                for dr in (-1, 0, 1):
+                    for dc in (-1, 0, 1):
+                        rr, cc = r + dr, c + dc
+                        if 0 <= rr < height and 0 <= cc < width and mask[rr][cc] and not seen[rr][cc]:
+                            seen[rr][cc] = True
+                            queue.append((rr, cc))
+            components.append(pixels)
+    return components
+
+
+def load_stage(name: str) -> Any:
+    """The click command of ``stages/<name>.py`` (stages are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main

@@ -1,0 +1,93 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from eiad.ddqa import Geometry, format_boxes
+from eiad.errors import BadSampleError
+from eiad.masks import encode_mask_png, grid_cell, read_image_size, read_mask, regions
+
+
+def test_jpeg_mask_is_thresholded_to_binary(tmp_path):
+    mask = np.zeros((48, 64), dtype=bool)
+    mask[10:30, 20:40] = True
+    path = tmp_path / "mask.jpg"
+    Image.fromarray(mask.astype(np.uint8) * 255).save(path, quality=60)
+    raw = np.asarray(Image.open(path))
+    assert len(np.unique(raw)) > 2  # JPEG really is not binary
+    read = read_mask(path)
+    assert read.dtype == bool
+    assert (read != mask).sum() <= 0.02 * mask.size
+
+
+def test_rgb_and_label_masks(tmp_path):
+    rgb = np.zeros((8, 8, 3), dtype=np.uint8)
+    rgb[2:4, 2:4] = (255, 0, 0)  # red mask as some tools save it
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    assert read_mask(tmp_path / "rgb.png", threshold=0).sum() == 4
+    labels = np.zeros((8, 8), dtype=np.uint8)
+    labels[5, 5] = 1
+    Image.fromarray(labels).save(tmp_path / "labels.png")
+    assert read_mask(tmp_path / "labels.png", threshold=0).sum() == 1
+    assert read_mask(tmp_path / "labels.png").sum() == 0
+
+
+def test_encoded_mask_is_single_channel_binary():
+    mask = np.eye(5, dtype=bool)
+    image = Image.open(io.BytesIO(encode_mask_png(mask)))
+    assert image.mode == "L" and image.format == "PNG"
+    assert set(np.unique(np.asarray(image))) == {0, 255}
+
+
+def test_regions_use_eight_connectivity_and_pixel_edge_boxes():
+    mask = np.zeros((9, 9), dtype=bool)
+    mask[1, 1] = mask[2, 2] = mask[3, 3] = True  # a diagonal: one component
+    mask[6:9, 5:9] = True  # a 3x4 block
+    found = regions(mask)
+    assert [r.area for r in found] == [12, 3]
+    assert found[0].box == (5, 6, 9, 9)
+    assert found[0].centroid == pytest.approx((7.0, 7.5))
+    assert found[1].box == (1, 1, 4, 4)
+    assert regions(np.zeros((3, 3), dtype=bool)) == []
+
+
+@pytest.mark.parametrize(
+    ("point", "cell"),
+    [((0.5, 0.5), "top left"), ((45.0, 10.0), "top"), ((89.9, 1.0), "top right"), ((30.0, 45.0), "center"),
+     ((29.99, 45.0), "left"), ((1.0, 89.9), "bottom left"), ((90.0, 90.0), "bottom right")],
+)
+def test_grid_cell_borders_go_right_and_down(point, cell):
+    assert grid_cell(point, 90, 90) == cell
+
+
+def test_box_formats():
+    assert format_boxes([(0.415, 0.737, 0.473, 0.8)]) == "[0.415, 0.737, 0.473, 0.800]"
+    assert format_boxes([(0, 0, 0.5, 0.5), (0.5, 0.5, 1, 1)]) == "[[0.000, 0.000, 0.500, 0.500], [0.500, 0.500, 1.000, 1.000]]"
+
+
+def test_small_components_dropped_but_largest_always_kept(tmp_path):
+    mask = np.zeros((100, 100), dtype=bool)
+    mask[60:80, 10:30] = True  # 400 px
+    mask[5, 90] = True  # 1 px speck above it
+    path = tmp_path / "m.png"
+    path.write_bytes(encode_mask_png(mask))
+    geometry = Geometry.of_mask(path)
+    assert geometry.boxes(0.001) == [(0.1, 0.6, 0.3, 0.8)]
+    assert geometry.boxes(0.0) == [(0.9, 0.05, 0.91, 0.06), (0.1, 0.6, 0.3, 0.8)]
+    assert geometry.boxes(0.5) == [(0.1, 0.6, 0.3, 0.8)]
+    assert geometry.cell() == "bottom left"
+
+
+def test_truncated_and_non_images_are_named(tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.full((32, 32, 3), 128, dtype=np.uint8)).save(good)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:60])
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    assert read_image_size(good) == (32, 32)
+    for path in (truncated, text, tmp_path / "missing.png", tmp_path):
+        with pytest.raises(BadSampleError) as caught:
+            read_image_size(path)
+        assert str(path) in str(caught.value)

@@ -1,0 +1,98 @@
+"""The DVC project end to end at reduced size: repro, no-op repro, targeted re-runs, remote round trip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, SMALL_BENCHMARK, SMALL_FETCH
+
+pytestmark = pytest.mark.slow
+
+ENV = {
+    **os.environ,
+    "DVC_NO_ANALYTICS": "1",
+    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
+}
+
+
+def run(*args: str, cwd: Path) -> str:
+    done = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def stages_run(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def set_param(root: Path, dotted: str, value) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    node = params
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A fresh git + DVC project holding the repository's tracked files, at reduced size."""
+    root = tmp_path_factory.mktemp("project") / "repo"
+    listed = run("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).split()
+    for name in listed:
+        if (REPO / name).is_file() and not name.startswith(("data/", "metrics/")) and name != "dvc.lock":
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    set_param(root, "sources.demo.fetch", SMALL_FETCH)
+    set_param(root, "benchmark.demo", SMALL_BENCHMARK)
+    run("git", "init", "-q", "-b", "main", cwd=root)
+    run("git", "add", "-A", cwd=root)
+    run("git", "commit", "-qm", "initial", cwd=root)
+    return root
+
+
+def test_repro_then_nothing_to_do(project):
+    first = run("dvc", "repro", cwd=project)
+    assert set(stages_run(first)) == {"fetch@demo", "organise@demo", "fetch_benchmark", "build_ddqa"}
+    assert (project / "data/ddqa/train.jsonl").stat().st_size > 0
+    assert (project / "data/organised/demo/manifest.jsonl").is_file()
+    assert (project / "data/benchmark/mmad.json").is_file()
+    assert stages_run(run("dvc", "repro", cwd=project)) == []
+    assert "up to date" in run("dvc", "status", cwd=project)
+
+
+def test_one_param_reruns_only_its_stage(project):
+    set_param(project, "ddqa.seed", 7)
+    assert stages_run(run("dvc", "repro", cwd=project)) == ["build_ddqa"]
+    set_param(project, "benchmark.demo.normal_per_product", 3)
+    assert stages_run(run("dvc", "repro", cwd=project)) == ["fetch_benchmark"]
+    set_param(project, "sources.demo.organise.on_bad_sample", "skip")
+    assert stages_run(run("dvc", "repro", cwd=project)) == ["organise@demo"]  # same output: ddqa stays
+    run("git", "add", "-A", cwd=project)
+    run("git", "commit", "-qm", "params", cwd=project)
+
+
+def test_remote_round_trip(project, tmp_path):
+    run("dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote"), cwd=project)
+    run("dvc", "push", cwd=project)
+    run("git", "add", "-A", cwd=project)
+    run("git", "commit", "-qm", "remote", cwd=project)
+    clone = tmp_path / "clone"
+    run("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
+    run("dvc", "pull", cwd=clone)
+    assert "up to date" in run("dvc", "status", cwd=clone)
+    for folder in ("data/raw/demo", "data/organised/demo", "data/ddqa", "data/benchmark"):
+        assert tree_bytes(clone / folder) == tree_bytes(project / folder), folder
+    assert stages_run(run("dvc", "repro", cwd=clone)) == []
