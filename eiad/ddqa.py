@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from tqdm import tqdm
 
-from eiad.errors import ConfigError
+from eiad.errors import ConfigError, DataError
 from eiad.io import atomic_directory, atomic_write_json, jsonl_text
 from eiad.layout import OK, Sample
-from eiad.masks import GRID_CELLS, Region, grid_cell, normalised_box, read_mask, regions
+from eiad.masks import GRID_CELLS, Region, grid_cell, load_rgb, normalised_box, read_mask, regions
 from eiad.questions import format_question, lettered, pick_distractors, readable
 from eiad.seeding import stable_random
 
@@ -280,3 +281,21 @@ def build_ddqa(samples: Iterable[Sample], out: Path, summary: Path, config: DDQA
     counts = summarise(records, skipped)
     atomic_write_json(summary, counts)
     return counts
+
+
+def record_prompt(record: dict[str, Any], root: Path = Path(".")) -> tuple[list[str | Image.Image], str]:
+    """A DDQA (ms-swift) record as a prompt of text and images in order, and its answer.
+
+    Each ``<image>`` in the user turn is replaced by the next image of ``images``.
+    """
+    user, assistant = record["messages"][0]["content"], record["messages"][1]["content"]
+    pieces = user.split("<image>")
+    if len(pieces) - 1 != len(record["images"]):
+        raise DataError(root, f"record has {len(pieces) - 1} <image> tags but {len(record['images'])} images")
+    prompt: list[str | Image.Image] = []
+    for index, text in enumerate(pieces):
+        if index:
+            prompt.append(load_rgb(root / record["images"][index - 1]))
+        if text:
+            prompt.append(text)
+    return prompt, assistant

@@ -41,6 +41,12 @@ def read_image_size(path: Path) -> tuple[int, int]:
         return image.size
 
 
+def load_rgb(path: Path) -> Image.Image:
+    """An image as RGB, fully decoded; a bad file raises :class:`BadSampleError` naming it."""
+    with _open(path) as image:
+        return image.convert("RGB")
+
+
 def read_mask(path: Path, threshold: int = 127) -> np.ndarray:
     """Read a mask of any format as a boolean array: True where grey value > ``threshold``.
 

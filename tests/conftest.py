@@ -105,3 +105,27 @@ def load_stage(name: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main
+
+
+TINY = {"seed": 0, "vocab_size": 320, "hidden_size": 32, "layers": 1, "heads": 2, "kv_heads": 1,
+        "intermediate_size": 64, "vision_depth": 1, "vision_width": 32, "vision_heads": 2, "patch_size": 14,
+        "merge_size": 1, "image_size": 28}
+
+
+@pytest.fixture(scope="session")
+def small_ddqa(tmp_path_factory: pytest.TempPathFactory, demo_samples: list[Sample]) -> Path:
+    from eiad.ddqa import DDQAConfig, build_ddqa
+
+    out = tmp_path_factory.mktemp("ddqa")
+    build_ddqa(demo_samples, out / "ddqa", out / "counts.json", DDQAConfig())
+    return out / "ddqa"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, small_ddqa: Path) -> Path:
+    from eiad.base_model import ModelConfig, fetch_base_model
+
+    out = tmp_path_factory.mktemp("models") / "base"
+    out.mkdir()
+    fetch_base_model(ModelConfig(family="qwen2_vl", source="tiny", tiny=TINY), out, small_ddqa)
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, SMALL_BENCHMARK, SMALL_FETCH
+from conftest import REPO, SMALL_BENCHMARK, SMALL_FETCH, TINY
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +58,10 @@ def project(tmp_path_factory) -> Path:
             shutil.copy2(REPO / name, root / name)
     set_param(root, "sources.demo.fetch", SMALL_FETCH)
     set_param(root, "benchmark.demo", SMALL_BENCHMARK)
+    set_param(root, "model.tiny", TINY)
+    set_param(root, "train.max_steps", 4)
+    set_param(root, "train.per_device_batch", 4)
+    set_param(root, "evaluate.max_new_tokens_box", 8)
     run("git", "init", "-q", "-b", "main", cwd=root)
     run("git", "add", "-A", cwd=root)
     run("git", "commit", "-qm", "initial", cwd=root)
@@ -65,19 +70,34 @@ def project(tmp_path_factory) -> Path:
 
 def test_repro_then_nothing_to_do(project):
     first = run("dvc", "repro", cwd=project)
-    assert set(stages_run(first)) == {"fetch@demo", "organise@demo", "fetch_benchmark", "build_ddqa"}
+    assert set(stages_run(first)) == {"fetch@demo", "organise@demo", "fetch_benchmark", "build_ddqa", "fetch_model",
+                                      "train_lora", "merge", "evaluate@base", "evaluate@tuned"}
     assert (project / "data/ddqa/train.jsonl").stat().st_size > 0
     assert (project / "data/organised/demo/manifest.jsonl").is_file()
     assert (project / "data/benchmark/mmad.json").is_file()
+    for folder in ("metrics", "metrics/base"):
+        mmad = json.loads((project / folder / "mmad.json").read_text())
+        assert set(mmad["average"]) >= {"Anomaly Detection", "Defect Classification", "Defect Localization",
+                                        "Object Classification", "Average"}
+        ddqa = json.loads((project / folder / "ddqa.json").read_text())
+        assert set(ddqa) == {"AD", "DC", "RDL", "DFM"}
+    answers = json.loads((project / "data/predictions/tuned/mmad_answers.json").read_text())
+    assert {"image", "question", "question_type", "correct_answer", "gpt_answer"} <= set(answers[0])
+    shown = run("dvc", "metrics", "show", cwd=project)
+    assert "metrics/base/mmad.json" in shown and "metrics/mmad.json" in shown
     assert stages_run(run("dvc", "repro", cwd=project)) == []
     assert "up to date" in run("dvc", "status", cwd=project)
 
 
 def test_one_param_reruns_only_its_stage(project):
-    set_param(project, "ddqa.seed", 7)
-    assert stages_run(run("dvc", "repro", cwd=project)) == ["build_ddqa"]
+    set_param(project, "train.learning_rate", 0.002)
+    assert stages_run(run("dvc", "repro", cwd=project)) == ["train_lora", "merge", "evaluate@tuned"]
+    set_param(project, "ddqa.seed", 7)  # new options: every later stage would be affected
+    assert stages_run(run("dvc", "repro", "build_ddqa", cwd=project)) == ["build_ddqa"]
+    set_param(project, "ddqa.seed", 0)  # back: DVC's run cache restores the outputs, nothing runs
+    assert stages_run(run("dvc", "repro", cwd=project)) == []
     set_param(project, "benchmark.demo.normal_per_product", 3)
-    assert stages_run(run("dvc", "repro", cwd=project)) == ["fetch_benchmark"]
+    assert set(stages_run(run("dvc", "repro", cwd=project))) == {"fetch_benchmark", "evaluate@base", "evaluate@tuned"}
     set_param(project, "sources.demo.organise.on_bad_sample", "skip")
     assert stages_run(run("dvc", "repro", cwd=project)) == ["organise@demo"]  # same output: ddqa stays
     run("git", "add", "-A", cwd=project)
@@ -93,6 +113,7 @@ def test_remote_round_trip(project, tmp_path):
     run("git", "clone", "-q", str(project), str(clone), cwd=tmp_path)
     run("dvc", "pull", cwd=clone)
     assert "up to date" in run("dvc", "status", cwd=clone)
-    for folder in ("data/raw/demo", "data/organised/demo", "data/ddqa", "data/benchmark"):
+    for folder in ("data/raw/demo", "data/organised/demo", "data/ddqa", "data/benchmark", "models/base",
+                   "models/adapter", "models/merged", "data/predictions/tuned"):
         assert tree_bytes(clone / folder) == tree_bytes(project / folder), folder
     assert stages_run(run("dvc", "repro", cwd=clone)) == []

@@ -1,0 +1,111 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from eiad.base_model import HubModel, ModelConfig, download, model_config
+from eiad.ddqa import record_prompt
+from eiad.errors import ConfigError, DataError, EiadError
+from eiad.io import read_jsonl
+from eiad.models import adapters, get_adapter
+from eiad.models.base import IGNORE_INDEX
+from eiad.train import LoraSettings, attach_lora
+
+QWEN = get_adapter("qwen2_vl")
+
+
+def test_tiny_model_is_an_ordinary_hugging_face_folder(tiny_model):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_model)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model)
+    assert type(model).__name__ == "Qwen2VLForConditionalGeneration"
+    assert type(processor).__name__ == "Qwen2VLProcessor"
+    assert processor.chat_template and processor.tokenizer.eos_token == "<|im_end|>"
+    assert model.config.image_token_id == processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+
+
+def test_tiny_build_is_deterministic(tiny_model, small_ddqa, tmp_path):
+    from conftest import TINY
+    from eiad.base_model import fetch_base_model
+
+    fetch_base_model(ModelConfig(tiny=TINY), tmp_path, small_ddqa)
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        assert (tmp_path / name).read_bytes() == (tiny_model / name).read_bytes(), name
+
+
+def test_encoding_masks_everything_but_the_answer(tiny_model, small_ddqa):
+    processor = QWEN.load_processor(tiny_model)
+    record = next(r for r in read_jsonl(small_ddqa / "train.jsonl") if r["task"] == "DC")
+    prompt, answer = record_prompt(record)
+    example = QWEN.encode(processor, prompt, answer)
+    labels = example.tokens["labels"][0]
+    kept = labels[labels != IGNORE_INDEX]
+    assert processor.tokenizer.decode(kept) == f"{answer}<|im_end|>\n"
+    assert (labels[: len(labels) - len(kept)] == IGNORE_INDEX).all()  # prompt and image tokens
+    image_id = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert (example.tokens["input_ids"][0] == image_id).sum() == 4  # 28 px / 14 = 2 x 2 patches
+    assert set(example.tokens) >= {"input_ids", "attention_mask", "labels", "mm_token_type_ids"}
+
+
+def test_collation_pads_and_concatenates(tiny_model, small_ddqa):
+    processor = QWEN.load_processor(tiny_model)
+    records = read_jsonl(small_ddqa / "train.jsonl")
+    short = next(r for r in records if r["task"] == "AD")
+    long = next(r for r in records if r["task"] == "DFM")
+    examples = [QWEN.encode(processor, *record_prompt(r)) for r in (short, long)]
+    batch = QWEN.collate(examples, pad_token_id=0)
+    assert batch["input_ids"].shape == (2, examples[1].length)
+    assert batch["attention_mask"][0].sum() == examples[0].length
+    assert (batch["labels"][0, examples[0].length:] == IGNORE_INDEX).all()
+    assert batch["image_grid_thw"].shape == (2, 3)
+    left = QWEN.collate(examples, pad_token_id=0, padding_side="left")
+    assert left["attention_mask"][0, -1] == 1 and left["attention_mask"][0, 0] == 0
+
+
+def test_generation_returns_text(tiny_model, small_ddqa):
+    processor = QWEN.load_processor(tiny_model)
+    model = QWEN.load_model(tiny_model)
+    prompts = [record_prompt(r)[0] for r in read_jsonl(small_ddqa / "test.jsonl")[:3]]
+    answers = QWEN.generate(model, processor, prompts, max_new_tokens=4)
+    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+
+
+def test_lora_presets_and_bad_regex(tiny_model):
+    from eiad.models.base import matching_modules
+
+    model = QWEN.load_model(tiny_model)
+    llm = matching_modules(model, QWEN.lora_targets("llm"))
+    everything = matching_modules(model, QWEN.lora_targets("all"))
+    assert llm and all("language_model" in name for name in llm)
+    assert "lm_head" in everything and any("visual.blocks" in n for n in everything)
+    assert any("merger" in n for n in matching_modules(model, QWEN.lora_targets("llm+projector")))
+    with pytest.raises(ConfigError, match="matches no linear layer"):
+        attach_lora(model, QWEN, LoraSettings(targets=r"nothing\.here"))
+
+
+def test_missing_processor_and_bad_model_config(tiny_model, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model, copy)
+    for name in ("processor_config.json", "preprocessor_config.json"):
+        (copy / name).unlink(missing_ok=True)
+    with pytest.raises(DataError, match="model folder has no processor"):
+        QWEN.load_processor(copy)
+    with pytest.raises(DataError, match="no config.json"):
+        QWEN.load_model(tmp_path)
+    with pytest.raises(ConfigError, match="unknown model family 'llama9'"):
+        model_config({"family": "llama9"})
+    assert "qwen2_vl" in adapters()
+
+
+def test_hub_download_needs_a_pinned_revision_and_says_when_offline(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="pinned revision"):
+        download(HubModel(repo_id="Qwen/Qwen2-VL-2B-Instruct", revision="main"), tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(EiadError, match="unreachable"):
+        download(HubModel(repo_id="Qwen/Qwen2-VL-2B-Instruct", revision="a" * 40), tmp_path / "m")

@@ -1,0 +1,92 @@
+"""Training, resuming and merging on the tiny model (seconds on a CPU)."""
+
+import json
+import shutil
+from dataclasses import replace
+
+import pytest
+import torch
+
+from eiad.ddqa import record_prompt
+from eiad.io import read_jsonl
+from eiad.merge import load_with_adapter, merge_lora
+from eiad.models import get_adapter
+from eiad.train import LoraSettings, TrainConfig, train_lora
+
+QWEN = get_adapter("qwen2_vl")
+CONFIG = TrainConfig(
+    seed=0, lora=LoraSettings(r=8, alpha=16, dropout=0.0, targets="all"), learning_rate=3e-3, max_steps=30,
+    per_device_batch=8, grad_accum=1, warmup_ratio=0.0, scheduler="constant", weight_decay=0.0,
+    max_grad_norm=1.0, save_steps=10, save_total_limit=5, logging_steps=5, max_length=256,
+)
+
+
+def _loss_curve(metrics_dir):
+    rows = (metrics_dir / "plots" / "metrics" / "loss.tsv").read_text().splitlines()[1:]
+    return [float(row.split("\t")[-1]) for row in rows]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model, small_ddqa):
+    root = tmp_path_factory.mktemp("train")
+    result = train_lora(QWEN, tiny_model, small_ddqa / "train.jsonl", root / "adapter", root / "checkpoints",
+                        root / "metrics", CONFIG)
+    return root, result
+
+
+def test_a_few_steps_lower_the_loss(trained):
+    root, result = trained
+    curve = _loss_curve(root / "metrics")
+    assert len(curve) == 6 and curve[-1] < 0.6 * curve[0]
+    assert "loss" in json.loads((root / "metrics" / "metrics.json").read_text())
+    assert (root / "adapter" / "adapter_config.json").is_file()
+    assert result["train_loss"] > 0
+
+
+def test_resume_after_an_interrupted_run(trained, tiny_model, small_ddqa, tmp_path):
+    root, _ = trained
+    # an interrupted run: only the checkpoint at step 20 survived
+    checkpoints = tmp_path / "checkpoints"
+    shutil.copytree(root / "checkpoints", checkpoints)
+    shutil.rmtree(checkpoints / "checkpoint-30")
+    train_lora(QWEN, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", checkpoints,
+               tmp_path / "metrics", CONFIG)
+    state = json.loads((checkpoints / "checkpoint-30" / "trainer_state.json").read_text())
+    logged_steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
+    assert logged_steps == [5, 10, 15, 20, 25, 30]  # the first 20 steps were not trained again
+    resumed = torch.load(checkpoints / "checkpoint-30" / "rng_state.pth", weights_only=False)
+    assert resumed is not None
+    from safetensors.torch import load_file
+
+    first = load_file(root / "adapter" / "adapter_model.safetensors")
+    second = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert first.keys() == second.keys()
+    assert all(torch.allclose(first[k], second[k], atol=1e-5) for k in first)  # same result as uninterrupted
+
+
+def test_other_settings_start_afresh(trained, tiny_model, small_ddqa, tmp_path):
+    root, _ = trained
+    checkpoints = tmp_path / "checkpoints"
+    shutil.copytree(root / "checkpoints", checkpoints)
+    train_lora(QWEN, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", checkpoints,
+               tmp_path / "metrics", replace(CONFIG, max_steps=10, learning_rate=1e-3))
+    assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-10"]
+
+
+def test_merged_model_equals_the_adapter_model(trained, tiny_model, small_ddqa, tmp_path):
+    root, _ = trained
+    merge_lora(QWEN, tiny_model, root / "adapter", tmp_path / "merged")
+    processor = QWEN.load_processor(tmp_path / "merged")  # the merged folder loads on its own
+    merged = QWEN.load_model(tmp_path / "merged").eval()
+    with_adapter = load_with_adapter(QWEN, tiny_model, root / "adapter").eval()
+    base = QWEN.load_model(tiny_model).eval()
+    records = read_jsonl(small_ddqa / "test.jsonl")[:4]
+    batch = QWEN.collate([QWEN.encode(processor, record_prompt(r)[0]) for r in records], processor.tokenizer.pad_token_id)
+    with torch.no_grad():
+        expected = with_adapter(**batch).logits
+        got = merged(**batch).logits
+        untouched = base(**batch).logits
+    assert torch.allclose(expected, got, atol=1e-4)
+    assert not torch.allclose(untouched, got, atol=1e-2)  # the adapter really changed the model
+    assert (tmp_path / "merged" / "generation_config.json").is_file()
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
