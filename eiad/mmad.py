@@ -58,14 +58,6 @@ class Question:
     random_templates: tuple[str, ...]
     similar_templates: tuple[str, ...]
 
-    @property
-    def dataset(self) -> str:
-        return self.image.split("/")[0]
-
-    @property
-    def is_normal(self) -> bool:
-        return "good" in self.image
-
 
 def load_benchmark(root: Path) -> list[Question]:
     """Every question of ``root/mmad.json``; the file must follow MMAD's schema."""

@@ -124,10 +124,11 @@ def _pcb_traces(x: Array, y: Array) -> Array:
 
 
 def _pcb_surface(x: Array, y: Array, ph: Array) -> Array:
+    # a light solder-mask green: bright enough that a dark defect can be 90-125 levels darker
     weave = 5 * np.sin(45 * x + ph[0]) * np.sin(45 * y + ph[1])
-    board = np.stack([40 + weave, 118 + weave, 64 + weave], axis=-1)
+    board = np.stack([96 + weave, 176 + weave, 118 + weave], axis=-1)
     copper = coverage(_pcb_traces(x, y), 0.04)[..., None]
-    return board * (1 - copper) + np.array([186.0, 146.0, 70.0]) * copper
+    return board * (1 - copper) + np.array([200.0, 160.0, 84.0]) * copper
 
 
 def _no_features(x: Array, y: Array) -> Array:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,12 +23,13 @@ from tqdm import tqdm
 from eiad.ddqa import record_prompt
 from eiad.errors import ConfigError
 from eiad.io import atomic_directory, read_jsonl
-from eiad.models.base import Example, VLMAdapter, matching_modules
+from eiad.models.base import IGNORE_INDEX, Example, VLMAdapter, matching_modules
 
 log = logging.getLogger(__name__)
 
 FINGERPRINT = "eiad-run.json"
 Precision = Literal["fp32", "bf16", "fp16"]
+LossReduction = Literal["token", "sample"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class TrainConfig:
     save_steps: int = 500
     save_total_limit: int = 2
     logging_steps: int = 10
+    loss_reduction: LossReduction = "token"  # token: ms-swift's mean over answer tokens
 
     def __post_init__(self) -> None:
         if self.deepspeed and not Path(self.deepspeed).is_file():
@@ -95,6 +99,28 @@ def attach_lora(model: Any, adapter: VLMAdapter, settings: LoraSettings) -> Any:
         )
     config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=pattern)
     return get_peft_model(model, config)
+
+
+def per_sample_loss(grad_accum: int) -> Callable[..., torch.Tensor]:
+    """Mean over records of each record's mean token loss, for the Trainer's ``compute_loss_func``.
+
+    With the token mean, a 30-token box answer outweighs a one-letter answer thirty times;
+    here every record weighs the same. The Trainer neither divides a custom loss by the
+    accumulation steps nor undoes its multiplication by the process count, so both happen here.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+
+    def loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        logits = outputs.logits[:, :-1].float()
+        target = labels[:, 1:].to(logits.device)
+        per_token = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), target, ignore_index=IGNORE_INDEX, reduction="none"
+        )
+        mask = (target != IGNORE_INDEX).float()
+        per_record = (per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        return per_record.sum() / (per_record.numel() * grad_accum * world)
+
+    return loss
 
 
 def _fingerprint(config: TrainConfig, train_file: Path, model_dir: Path) -> dict[str, Any]:
@@ -171,6 +197,7 @@ def train_lora(
             train_dataset=examples,
             data_collator=lambda batch: adapter.collate(batch, pad_id),
             callbacks=[DVCLiveCallback(live=live)],
+            compute_loss_func=per_sample_loss(config.grad_accum) if config.loss_reduction == "sample" else None,
         )
         result = trainer.train(resume_from_checkpoint=resume or None)
     with atomic_directory(out) as staging:

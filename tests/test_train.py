@@ -90,3 +90,23 @@ def test_merged_model_equals_the_adapter_model(trained, tiny_model, small_ddqa, 
     assert not torch.allclose(untouched, got, atol=1e-2)  # the adapter really changed the model
     assert (tmp_path / "merged" / "generation_config.json").is_file()
     assert not (tmp_path / "merged" / "adapter_config.json").exists()
+
+
+def test_per_sample_loss_weighs_every_record_the_same():
+    from types import SimpleNamespace
+
+    from eiad.train import per_sample_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    labels = torch.tensor([[-100, -100, -100, -100, 3],  # one answer token
+                           [-100, 1, 2, 4, 5]])  # four answer tokens
+    per_token = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:],
+                                                  ignore_index=-100, reduction="none")
+    first = per_token[0, 3]
+    second = per_token[1].mean()
+    got = per_sample_loss(grad_accum=1)(SimpleNamespace(logits=logits), labels)
+    assert torch.allclose(got, (first + second) / 2)
+    token_mean = per_token[labels[:, 1:] != -100].mean()
+    assert not torch.allclose(got, token_mean)
+    assert torch.allclose(per_sample_loss(grad_accum=4)(SimpleNamespace(logits=logits), labels), got / 4)

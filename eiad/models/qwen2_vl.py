@@ -54,6 +54,10 @@ class TinyQwen2VLConfig:
     patch_size: int = 14
     merge_size: int = 1
     image_size: int = 56
+    # transformers' default (0.02) suits wide models; a 64-wide model trained from scratch
+    # needs larger initial weights for the image signal to reach the answer (measured: AD
+    # 0.68 -> 0.89 held-out after 1000 steps at 0.1)
+    initializer_range: float = 0.1
 
 
 class Qwen2VLAdapter(VLMAdapter):
@@ -114,6 +118,8 @@ class Qwen2VLAdapter(VLMAdapter):
             vision_end_token_id=ids["<|vision_end|>"],
             tie_word_embeddings=False,
         )
+        for sub_config in (model_config, model_config.text_config, model_config.vision_config):
+            sub_config.initializer_range = config.initializer_range
         torch.manual_seed(config.seed)
         model = Qwen2VLForConditionalGeneration(model_config)
         model.generation_config.eos_token_id = ids["<|im_end|>"]
