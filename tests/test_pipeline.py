@@ -58,6 +58,7 @@ def project(tmp_path_factory) -> Path:
             shutil.copy2(REPO / name, root / name)
     set_param(root, "sources.demo.fetch", SMALL_FETCH)
     set_param(root, "benchmark.demo", SMALL_BENCHMARK)
+    set_param(root, "ddqa.test_ratio", 0.3)
     set_param(root, "model.tiny", TINY)
     set_param(root, "train.max_steps", 4)
     set_param(root, "train.per_device_batch", 4)
