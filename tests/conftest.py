@@ -117,7 +117,7 @@ def small_ddqa(tmp_path_factory: pytest.TempPathFactory, demo_samples: list[Samp
     from eiad.ddqa import DDQAConfig, build_ddqa
 
     out = tmp_path_factory.mktemp("ddqa")
-    build_ddqa(demo_samples, out / "ddqa", out / "counts.json", DDQAConfig())
+    build_ddqa(demo_samples, out / "ddqa", out / "counts.json", DDQAConfig(test_ratio=0.5))
     return out / "ddqa"
 
 

@@ -97,3 +97,34 @@ def test_prompts_for_both_protocols(demo_benchmark):
     assert [isinstance(part, str) for part in one] == [False, False, True]
     assert one[2].startswith(INSTRUCTION) and f"Question 1: {question.text} \n" in one[2]
     assert "A. " in one[2]
+
+
+def test_evaluate_mmad_with_a_perfect_model_in_one_shot(demo_benchmark):
+    from eiad.evaluate import EvalConfig, evaluate_mmad
+
+    expected = iter(q.answer for q in load_benchmark(demo_benchmark))  # asked in this order
+    shown = []
+
+    def ask(prompts, max_new_tokens):
+        shown.extend(prompts)
+        return [f"The answer is {next(expected)}." for _ in prompts]
+
+    metrics, answers = evaluate_mmad(ask, demo_benchmark, EvalConfig(protocol="1-shot", batch_size=5))
+    assert metrics["average"]["Average"] == 100.0 and metrics["parse"]["letter"] == metrics["questions"]
+    assert all(sum(not isinstance(part, str) for part in prompt) == 2 for prompt in shown)
+    assert {a["gpt_answer"] for a in answers} <= set("ABCDE") and len(answers) == metrics["questions"]
+
+
+def test_evaluate_ddqa_scores_a_perfect_and_a_silent_model(small_ddqa):
+    from eiad.evaluate import EvalConfig, evaluate_ddqa
+    from eiad.io import read_jsonl
+
+    records = sorted(read_jsonl(small_ddqa / "test.jsonl"), key=lambda r: r["task"])  # asked task by task
+    truth = iter(r["messages"][1]["content"] for r in records)
+    perfect, _ = evaluate_ddqa(lambda prompts, n: [next(truth) for _ in prompts], small_ddqa / "test.jsonl",
+                               EvalConfig(batch_size=7))
+    assert perfect["AD"]["balanced_accuracy"] == 100.0 and perfect["DC"]["accuracy"] == 100.0
+    assert perfect["DFM"] == {**perfect["DFM"], "parse_rate": 100.0, "mean_iou": 1.0, "iou_ge_0_5": 100.0}
+    silent, rows = evaluate_ddqa(lambda prompts, n: ["" for _ in prompts], small_ddqa / "test.jsonl", EvalConfig())
+    assert silent["AD"]["accuracy"] == 0.0 and silent["AD"]["unparsed"] == silent["AD"]["n"]
+    assert silent["DFM"]["parse_rate"] == 0.0 and all(row["output"] == "" for row in rows)

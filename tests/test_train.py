@@ -110,3 +110,9 @@ def test_per_sample_loss_weighs_every_record_the_same():
     token_mean = per_token[labels[:, 1:] != -100].mean()
     assert not torch.allclose(got, token_mean)
     assert torch.allclose(per_sample_loss(grad_accum=4)(SimpleNamespace(logits=logits), labels), got / 4)
+
+
+def test_gradient_checkpointing_trains(tiny_model, small_ddqa, tmp_path):
+    result = train_lora(QWEN, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", tmp_path / "checkpoints",
+                        tmp_path / "metrics", replace(CONFIG, max_steps=2, gradient_checkpointing=True))
+    assert result["train_loss"] > 0 and (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
