@@ -16,10 +16,11 @@ SHARED = REPO.parent / "shared"
 
 SMALL_RENDER = {"image_size": 40, "defect_area": [0.03, 0.15], "dark_contrast": [90, 125],
                 "bright_contrast": [70, 95], "noise": 3.0}
+VOCABULARY = {"products": ["washer", "plate", "screw_head", "pcb"],
+              "defects": ["scratch", "hole", "crack", "stain", "missing_part"]}
 SMALL_FETCH: dict[str, Any] = {
     "seed": 3,
-    "products": ["washer", "plate", "screw_head", "pcb"],
-    "defects": ["scratch", "hole", "crack", "stain", "missing_part"],
+    **VOCABULARY,
     "normal_parts_per_product": 3,
     "defective_parts_per_defect": 2,
     "views_per_part": 2,
@@ -27,8 +28,7 @@ SMALL_FETCH: dict[str, Any] = {
 }
 SMALL_BENCHMARK: dict[str, Any] = {
     "seed": 1000,
-    "products": ["washer", "plate", "screw_head", "pcb"],
-    "defects": ["scratch", "hole", "crack", "stain", "missing_part"],
+    **VOCABULARY,
     "normal_per_product": 2,
     "defective_per_defect": 1,
     "templates_per_product": 2,
