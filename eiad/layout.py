@@ -31,7 +31,7 @@ SKIPPED = "skipped.jsonl"  # bad samples left out under on_bad_sample: skip, wit
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 BadSamplePolicy = Literal["error", "skip"]
-MaskLoader = Callable[[], np.ndarray]
+MaskLoader = Callable[[int, int], np.ndarray]  # (image width, height) -> boolean mask
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,8 @@ class LayoutWriter:
     def add(self, cls: str, defect: str | None, stem: str, image: Path, mask: MaskLoader | None, group: str) -> None:
         """Add one image; ``defect`` None means normal, else ``mask`` loads its boolean mask.
 
-        The mask comes as a loader so that an unreadable mask falls under the bad-sample policy.
+        The mask comes as a loader, called with the image's width and height (polygon sources
+        rasterise at that size), so that an unreadable mask falls under the bad-sample policy.
         """
         try:
             self._add(cls, defect, stem, image, mask, group)
@@ -122,7 +123,7 @@ class LayoutWriter:
         else:
             if loader is None:
                 raise BadSampleError(image, "defective image has no mask")
-            mask = loader()
+            mask = loader(width, height)
             if mask.shape != (height, width):
                 raise BadSampleError(
                     image, f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height}"

@@ -147,7 +147,7 @@ class DemoSource(Source):
             else:
                 label = raw / entry["label"]
                 writer.add(entry["product"], entry["defect"], stem, image,
-                           lambda label=label: read_mask(label, threshold=0), entry["part"])
+                           lambda width, height, label=label: read_mask(label, threshold=0), entry["part"])
         return writer.finish()
 
     # --- benchmark: held-out images as an MMAD-format benchmark ----------------------------
