@@ -209,9 +209,8 @@ def build_records(
     samples: list[Sample], config: DDQAConfig
 ) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], Counter[str]]:
     """Records per split ("train"/"test") and task, and the count of skipped records."""
-    vocabulary: dict[str, set[str]] = defaultdict(set)
+    vocabulary: dict[str, set[str]] = {sample.dataset: set() for sample in samples}
     for sample in samples:
-        vocabulary[sample.dataset]  # every dataset gets an entry, even one without defects
         if sample.is_defective:
             vocabulary[sample.dataset].add(readable(sample.defect))
     ctx = Context(

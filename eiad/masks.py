@@ -53,9 +53,8 @@ def read_mask(path: Path, threshold: int = 127) -> np.ndarray:
     A JPEG mask is never trusted to be binary: thresholding is what makes it one.
     """
     with _open(path) as image:
-        grey = image if image.mode in ("L", "1", "P", "I", "I;16") else image.convert("L")
-        if grey.mode == "P":
-            grey = grey.convert("L")
+        # bilevel ("1"), palette and colour masks become 0-255 grey first, so one threshold fits all
+        grey = image if image.mode in ("L", "I", "I;16") else image.convert("L")
         return np.asarray(grey) > threshold
 
 

@@ -151,7 +151,7 @@ def train_lora(
     config: TrainConfig,
     trust_remote_code: bool = False,
 ) -> dict[str, float]:
-    """Fine-tune, save the adapter (and processor) into ``out``; returns the final train metrics."""
+    """Fine-tune and save the LoRA adapter into ``out``; returns the final train metrics."""
     from dvclive import Live
     from dvclive.huggingface import DVCLiveCallback
     from transformers import Trainer, TrainingArguments, set_seed

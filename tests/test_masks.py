@@ -31,6 +31,9 @@ def test_rgb_and_label_masks(tmp_path):
     Image.fromarray(labels).save(tmp_path / "labels.png")
     assert read_mask(tmp_path / "labels.png", threshold=0).sum() == 1
     assert read_mask(tmp_path / "labels.png").sum() == 0
+    Image.fromarray(labels.astype(bool)).save(tmp_path / "bilevel.png")  # mode "1", as some tools save
+    assert Image.open(tmp_path / "bilevel.png").mode == "1"
+    assert read_mask(tmp_path / "bilevel.png").sum() == 1
 
 
 def test_encoded_mask_is_single_channel_binary():

@@ -57,16 +57,15 @@ def _group(category: str, image_path: str, where: Path) -> str:
     return f"{category}-{match['sample']}"
 
 
-def _samples(json_file: Path) -> tuple[str, list[dict[str, Any]]]:
+def _samples(json_file: Path) -> tuple[str, str, list[dict[str, Any]]]:
+    """The category's path prefix, its normal class name and every sample of both splits."""
     try:
         data = json.loads(json_file.read_text(encoding="utf-8"))
         prefix, normal = data["meta"]["prefix"], data["meta"].get("normal_class", "OK")
         samples = [*data.get("train", []), *data.get("test", [])]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise DataError(json_file, f"is not a Real-IAD category file (meta.prefix, train, test): {err}") from err
-    for sample in samples:
-        sample["_normal"] = sample.get("anomaly_class") == normal or not sample.get("mask_path")
-    return prefix, samples
+    return prefix, normal, samples
 
 
 class RealIADSource(Source):
@@ -86,17 +85,19 @@ class RealIADSource(Source):
         writer = LayoutWriter(dest, self.name, config.on_bad_sample)
         for category in categories:
             json_file = jsons / f"{category}.json"
-            prefix, samples = _samples(json_file)
+            prefix, normal, samples = _samples(json_file)
             for sample in tqdm(samples, desc=f"Real-IAD {category}", unit="image"):
-                self._add(writer, raw / prefix.rstrip("/"), category, sample, json_file)
+                self._add(writer, raw / prefix.rstrip("/"), category, normal, sample, json_file)
         return writer.finish()
 
     @staticmethod
-    def _add(writer: LayoutWriter, root: Path, category: str, sample: dict[str, Any], json_file: Path) -> None:
+    def _add(
+        writer: LayoutWriter, root: Path, category: str, normal: str, sample: dict[str, Any], json_file: Path
+    ) -> None:
         image = root / sample["image_path"]
         stem = Path(sample["image_path"]).stem
         group = _group(category, sample["image_path"], json_file)
-        if sample["_normal"]:
+        if sample.get("anomaly_class") == normal or not sample.get("mask_path"):
             writer.add(category, None, stem, image, None, group)
             return
         code = sample["anomaly_class"]
