@@ -30,11 +30,13 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download(url: str, dest: Path, sha256: str | None = None, timeout: float = 60.0) -> Path:
+def download(url: str, dest: Path, sha256: str | None = None, timeout: float = 60.0,
+             headers: dict[str, str] | None = None) -> Path:
     """Fetch ``url`` into ``dest``, resuming a ``dest.part`` left by an interrupted run.
 
     A complete ``dest`` with the expected checksum is a no-op. The checksum is verified before
-    the file is renamed into place; a mismatch deletes the partial file and raises.
+    the file is renamed into place; a mismatch deletes the partial file and raises. ``headers``
+    (e.g. a Hub token) are sent but never logged.
     """
     if dest.is_file() and (sha256 is None or sha256_of(dest) == sha256):
         log.info("%s already complete", dest)
@@ -42,7 +44,7 @@ def download(url: str, dest: Path, sha256: str | None = None, timeout: float = 6
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     offset = part.stat().st_size if part.is_file() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    request = urllib.request.Request(url, headers={**(headers or {}), **({"Range": f"bytes={offset}-"} if offset else {})})
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as err:
@@ -58,7 +60,7 @@ def download(url: str, dest: Path, sha256: str | None = None, timeout: float = 6
             if not resumed:
                 offset = 0  # the server ignored the range: start over
             remaining = int(response.headers.get("Content-Length") or 0)
-            _check_free_space(dest.parent, remaining)
+            check_free_space(dest.parent, remaining)
             with open(part, "ab" if resumed else "wb") as handle, tqdm(
                 total=offset + remaining or None, initial=offset, unit="B", unit_scale=True, desc=dest.name
             ) as progress:
@@ -72,7 +74,7 @@ def download(url: str, dest: Path, sha256: str | None = None, timeout: float = 6
     return dest
 
 
-def _check_free_space(folder: Path, needed: int) -> None:
+def check_free_space(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if needed * DISK_MARGIN > free:
         raise EiadError(f"{folder}: {needed / 1e9:.1f} GB to download but only {free / 1e9:.1f} GB free")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -117,6 +118,30 @@ def check_files(root: Path, questions: Iterable[Question], protocol: Protocol, k
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise DataError(root, f"{len(missing)} image(s) referenced by mmad.json are missing: {shown}")
+
+
+def missing_references(root: Path) -> dict[str, list[str]]:
+    """Every file ``root/mmad.json`` references that is not under ``root``, by kind.
+
+    Query images are the keys and templates are paths from ``root``. ``mask_path`` is read
+    as MMAD's files are described (relative to the first three parts of its key, e.g.
+    ``DS-MVTec/bottle/image``) and, failing that, from ``root`` or the key's dataset/class
+    folder: a mask counts as missing only when it is at none of these.
+    """
+    entries = json.loads((root / "mmad.json").read_text(encoding="utf-8"))
+    missing: dict[str, set[str]] = {"images": set(), "masks": set(), "templates": set()}
+    for key, entry in entries.items():
+        if not (root / key).is_file():
+            missing["images"].add(key)
+        for name in ("random_templates", "similar_templates"):
+            missing["templates"].update(t for t in entry.get(name) or [] if not (root / t).is_file())
+        if entry.get("mask_path"):
+            parts = key.split("/")
+            readings = [os.path.normpath(f"{base}/{entry['mask_path']}")
+                        for base in ("/".join(parts[:3]), ".", "/".join(parts[:2]))]
+            if not any((root / reading).is_file() for reading in readings):
+                missing["masks"].add(readings[0])
+    return {kind: sorted(paths) for kind, paths in missing.items()}
 
 
 def _template(root: Path, question: Question, kind: TemplateKind) -> str:

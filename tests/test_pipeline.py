@@ -3,59 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO, SMALL_BENCHMARK, SMALL_FETCH, TINY
+from conftest import SMALL_BENCHMARK, SMALL_FETCH, TINY
+from dvc_project import commit_all, make_project, run, set_param, stages_run, tree_bytes
 
 pytestmark = pytest.mark.slow
-
-ENV = {
-    **os.environ,
-    "DVC_NO_ANALYTICS": "1",
-    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
-}
-
-
-def run(*args: str, cwd: Path) -> str:
-    done = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True)
-    assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
-
-
-def stages_run(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
-
-
-def set_param(root: Path, dotted: str, value) -> None:
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    node = params
-    *parents, last = dotted.split(".")
-    for key in parents:
-        node = node[key]
-    node[last] = value
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A fresh git + DVC project holding the repository's tracked files, at reduced size."""
-    root = tmp_path_factory.mktemp("project") / "repo"
-    listed = run("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).split()
-    for name in listed:
-        if (REPO / name).is_file() and not name.startswith(("data/", "metrics/")) and name != "dvc.lock":
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, root / name)
+    root = make_project(tmp_path_factory.mktemp("project") / "repo")
     set_param(root, "sources.demo.fetch", SMALL_FETCH)
     set_param(root, "benchmark.demo", SMALL_BENCHMARK)
     set_param(root, "ddqa.test_ratio", 0.3)
@@ -63,9 +24,7 @@ def project(tmp_path_factory) -> Path:
     set_param(root, "train.max_steps", 4)
     set_param(root, "train.per_device_batch", 4)
     set_param(root, "evaluate.max_new_tokens_box", 8)
-    run("git", "init", "-q", "-b", "main", cwd=root)
-    run("git", "add", "-A", cwd=root)
-    run("git", "commit", "-qm", "initial", cwd=root)
+    commit_all(root, "initial")
     return root
 
 

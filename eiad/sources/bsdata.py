@@ -1,4 +1,8 @@
-"""BSData (ball-screw drive surfaces, GitHub 2Obe/BSData, CC BY-SA 4.0): organiser.
+"""BSData (ball-screw drive surfaces, GitHub 2Obe/BSData, CC BY-SA 4.0): fetcher and organiser.
+
+Fetched as GitHub's archive of the repository at a pinned commit; only the dataset's own
+files are kept (``data/``, ``label/``, ``image_data.json``, the licence and readme), not the
+baseline model or the demo pictures.
 
 Native layout::
 
@@ -15,6 +19,7 @@ they become ``BSD/OK`` (as the EIAD layout implies) or are left out is ``unannot
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +29,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from eiad.errors import BadSampleError, DataError, LayoutError
+from eiad.fetching import fetch_url, unpack, write_record
 from eiad.layout import BadSamplePolicy, LayoutWriter, OrganiseReport
 from eiad.params import from_dict
 from eiad.sources import Source
@@ -31,6 +37,15 @@ from eiad.sources import Source
 CLASS = "BSD"
 DEFECTS = {"Pitting": "pitting"}
 NATIVE_FOLDERS = {"data", "label"}  # beside image_data.json; files (LICENSE, README) are tolerated
+KEPT_FILES = ("image_data.json", "LICENSE", "README.md")
+
+
+@dataclass(frozen=True)
+class BSDataFetchConfig:
+    # a commit whose tree holds the dataset (data/, label/, image_data.json)
+    commit: str = "da45cf0103a74b3cd2525044e82cbf01498fca92"
+    url: str = "https://github.com/2Obe/BSData/archive/{commit}.zip"
+    sha256: str = ""  # of the archive; empty: recorded in fetch.json and logged, not verified
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,21 @@ def _catalogue(raw: Path) -> list[dict[str, Any]]:
 class BSDataSource(Source):
     key = "bsdata"
     name = "BSData"
+
+    def fetch(self, params: dict[str, Any], dest: Path) -> None:
+        config = from_dict(BSDataFetchConfig, params, f"sources.{self.key}.fetch")
+        archive, record = fetch_url(config.url.format(commit=config.commit), f"BSData-{config.commit}.zip",
+                                    config.sha256, revision=config.commit)
+        repository = unpack(archive, dest, ".repository")
+        for name in (*sorted(NATIVE_FOLDERS), *KEPT_FILES):
+            if (repository / name).exists():
+                (repository / name).rename(dest / name)
+        shutil.rmtree(repository)
+        try:
+            _catalogue(dest)  # the archive must hold the dataset, or the fetch fails here
+        except DataError as err:
+            raise DataError(archive, f"does not hold the BSData dataset: {err.problem}") from err
+        write_record(dest, [record])
 
     def organise(self, params: dict[str, Any], raw: Path, dest: Path) -> OrganiseReport:
         config = from_dict(BSDataOrganiseConfig, params, f"sources.{self.key}.organise")

@@ -1,6 +1,7 @@
-"""Real-IAD (CVPR 2024; Hugging Face ``Real-IAD/Real-IAD``, gated): organiser.
+"""Real-IAD (CVPR 2024; Hugging Face ``Real-IAD/Real-IAD``, gated): fetcher and organiser.
 
-Native layout, per category (after unpacking ``realiad_<res>/<cat>.zip`` and ``realiad_jsons``)::
+Fetched from the Hub: ``realiad_jsons.zip`` and, per chosen category, ``realiad_<res>/<cat>.zip``
+at the chosen resolution (256, 512, 1024 or raw). Native layout after unpacking::
 
     realiad_jsons/<cat>.json        {"meta": {"prefix": "<cat>/", "normal_class": "OK"},
                                      "train": [...], "test": [...]}, each sample
@@ -20,11 +21,12 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tqdm import tqdm
 
-from eiad.errors import DataError, LayoutError
+from eiad.errors import ConfigError, DataError, LayoutError
+from eiad.fetching import HubRepo, hub_file, unpack, write_record
 from eiad.layout import BadSamplePolicy, LayoutWriter, OrganiseReport
 from eiad.masks import read_mask
 from eiad.params import from_dict
@@ -41,13 +43,33 @@ DEFECT_CODES = {
     "YW": "foreign_objects",
     "ZW": "contamination",
 }
+CATEGORIES = (
+    "audiojack", "bottle_cap", "button_battery", "end_cap", "eraser", "fire_hood", "mint", "mounts", "pcb",
+    "phone_battery", "plastic_nut", "plastic_plug", "porcelain_doll", "regulator", "rolled_strip_base",
+    "sim_card_set", "switch", "tape", "terminalblock", "toothbrush", "toy", "toy_brick", "transistor1", "u_block",
+    "usb", "usb_adaptor", "vcpill", "wooden_beads", "woodstick", "zipper",
+)
 _SAMPLE = re.compile(r"^(?P<sample>.+?_\d{4})_(OK|NG)")
+
+
+@dataclass(frozen=True)
+class RealIADFetchConfig:
+    repo_id: str = "Real-IAD/Real-IAD"
+    revision: str = "main"  # pin a commit for a fixed download; fetch.json records the one resolved
+    resolution: Literal["256", "512", "1024", "raw"] = "256"
+    categories: tuple[str, ...] = ()  # empty: all 30
+    endpoint: str | None = None  # None: the Hugging Face Hub (or $HF_ENDPOINT)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.categories) - set(CATEGORIES))
+        if unknown:
+            raise ConfigError(f"sources.realiad.fetch.categories: unknown {unknown}; Real-IAD has {list(CATEGORIES)}")
 
 
 @dataclass(frozen=True)
 class RealIADOrganiseConfig:
     on_bad_sample: BadSamplePolicy = "error"
-    categories: tuple[str, ...] = ()  # empty: every category with a JSON file
+    categories: tuple[str, ...] = ()  # empty: every category with a JSON file and its image folder
 
 
 def _group(category: str, image_path: str, where: Path) -> str:
@@ -72,16 +94,34 @@ class RealIADSource(Source):
     key = "realiad"
     name = "Real-IAD"
 
+    def fetch(self, params: dict[str, Any], dest: Path) -> None:
+        config = from_dict(RealIADFetchConfig, params, f"sources.{self.key}.fetch")
+        repo = HubRepo(config.repo_id, config.revision, endpoint=config.endpoint)
+        repo.warn_if_unpinned()
+        archive, jsons = hub_file(repo, "realiad_jsons.zip")
+        unpack(archive, dest, "realiad_jsons")
+        records = [jsons]
+        for category in tqdm(config.categories or CATEGORIES, desc="Real-IAD: fetching", unit="category"):
+            archive, record = hub_file(repo, f"realiad_{config.resolution}/{category}.zip")
+            unpack(archive, dest, category)
+            records.append(record)
+        write_record(dest, records)
+
     def organise(self, params: dict[str, Any], raw: Path, dest: Path) -> OrganiseReport:
         config = from_dict(RealIADOrganiseConfig, params, f"sources.{self.key}.organise")
         jsons = raw / "realiad_jsons"
         if not jsons.is_dir():
             raise LayoutError(raw, "not a Real-IAD folder: realiad_jsons/ is missing")
-        available = sorted(p.stem for p in jsons.glob("*.json"))
+        # realiad_jsons.zip describes all 30 categories; only the fetched ones have images
+        described = sorted(p.stem for p in jsons.glob("*.json"))
+        available = [category for category in described if (raw / category).is_dir()]
         categories = list(config.categories) or available
+        if not categories:
+            raise LayoutError(raw, f"no category folder beside realiad_jsons/ (JSON files for {described})")
         missing = sorted(set(categories) - set(available))
         if missing:
-            raise LayoutError(jsons, f"no JSON file for categories {missing}; found {available}")
+            raise LayoutError(raw, f"categories {missing} need both realiad_jsons/<category>.json and a "
+                                   f"<category>/ folder; complete: {available}")
         writer = LayoutWriter(dest, self.name, config.on_bad_sample)
         for category in categories:
             json_file = jsons / f"{category}.json"
