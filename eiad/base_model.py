@@ -39,7 +39,10 @@ class ModelConfig:
 
 def model_config(params: dict[str, Any]) -> ModelConfig:
     config = from_dict(ModelConfig, params, "model")
-    get_adapter(config.family)  # an unknown family fails here, before any download
+    adapter = get_adapter(config.family)  # an unknown family fails here, before any download
+    if adapter.remote_code and not config.trust_remote_code:
+        raise ConfigError(f"model family {config.family!r} runs code from its Hub repository: review it at a pinned "
+                          "revision, then set model.source: hub and model.hub.trust_remote_code: true")
     return config
 
 

@@ -1,8 +1,6 @@
-import json
 import shutil
 
 import pytest
-import torch
 
 from eiad.base_model import HubModel, ModelConfig, download, model_config
 from eiad.ddqa import record_prompt
@@ -96,6 +94,9 @@ def test_missing_processor_and_bad_model_config(tiny_model, tmp_path):
         QWEN.load_model(tmp_path)
     with pytest.raises(ConfigError, match="unknown model family 'llama9'"):
         model_config({"family": "llama9"})
+    # a remote-code family without the opt-in stops at the config, before any download
+    with pytest.raises(ConfigError, match="'minicpmv2_6' runs code from its Hub repository"):
+        model_config({"family": "minicpmv2_6", "source": "hub", "hub": {"repo_id": "openbmb/MiniCPM-V-2_6"}})
     assert "qwen2_vl" in adapters()
 
 

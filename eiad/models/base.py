@@ -48,6 +48,10 @@ class VLMAdapter:
     lora_presets: dict[str, str] = {}
     # files a merged folder must carry over from the base model besides weights and processor
     extra_files: tuple[str, ...] = ()
+    # the family's model code lives in its Hub repository: it runs only on an explicit opt-in
+    remote_code: bool = False
+    # media key -> the dimension its tensors are joined on in a batch (0 unless listed)
+    media_concat_dims: dict[str, int] = {}
 
     # --- loading ------------------------------------------------------------------------
 
@@ -83,7 +87,9 @@ class VLMAdapter:
         """Tokenise a prompt (and its answer); labels cover only the answer and end of turn."""
         images = [part for part in prompt if not isinstance(part, str)]
         prompt_text = processor.apply_chat_template(self.messages(prompt), add_generation_prompt=True, tokenize=False)
-        encoded = processor(text=[prompt_text], images=images or None, return_tensors="pt")
+        # one prompt's images as one nested list: the multi-image form every processor reads
+        # alike (LLaVA-OneVision would otherwise take each image as a prompt of its own)
+        encoded = processor(text=[prompt_text], images=[images] if images else None, return_tensors="pt")
         tokens = {k: v for k, v in encoded.items() if v.dim() == 2 and v.shape == encoded["input_ids"].shape}
         media = {k: v for k, v in encoded.items() if k not in tokens}
         if answer is None:
@@ -106,7 +112,7 @@ class VLMAdapter:
         return Example(tokens, media)
 
     def collate(self, examples: Sequence[Example], pad_token_id: int, padding_side: str = "right") -> dict[str, torch.Tensor]:
-        """Pad token-aligned tensors (labels with -100) and concatenate the media tensors."""
+        """Pad token-aligned tensors (labels with -100) and join the media tensors (see :func:`concat_padded`)."""
         longest = max(example.length for example in examples)
         batch: dict[str, torch.Tensor] = {}
         for key in examples[0].tokens:
@@ -118,7 +124,7 @@ class VLMAdapter:
                 rows.append(torch.cat([pad, value] if padding_side == "left" else [value, pad], dim=1))
             batch[key] = torch.cat(rows, dim=0)
         for key in examples[0].media:
-            batch[key] = torch.cat([example.media[key] for example in examples], dim=0)
+            batch[key] = concat_padded([example.media[key] for example in examples], self.media_concat_dims.get(key, 0))
         return batch
 
     # --- generation ---------------------------------------------------------------------
@@ -142,6 +148,26 @@ class VLMAdapter:
     def build_tiny(self, params: dict[str, Any], corpus: Sequence[str], dest: Path) -> None:
         """Build a small randomly initialised model of this family into ``dest`` (offline)."""
         raise ConfigError(f"model family {self.family!r} has no offline tiny model; use model.source: hub")
+
+
+def concat_padded(tensors: Sequence[torch.Tensor], dim: int = 0) -> torch.Tensor:
+    """Concatenate on ``dim`` after zero-padding every other dimension to the largest size.
+
+    Image tensors change shape from prompt to prompt where the number of images, sub-images or
+    tiles differs (1-shot vs 0-shot, image splitting, any-resolution tiling: Idefics3 gives
+    ``(prompts, images, 3, H, W)``, LLaVA-OneVision ``(images, tiles, 3, H, W)``). Their
+    processors pad the same way within one call, and the models skip the padding (an all-zero
+    image is dropped, tiles beyond an image's count are never read). Equal shapes are unchanged.
+    """
+    ndim = tensors[0].dim()
+    dim %= ndim
+    largest = [max(tensor.shape[d] for tensor in tensors) for d in range(ndim)]
+    padded = []
+    for tensor in tensors:
+        # torch's pad lists (before, after) per dimension, last dimension first
+        pad = [size for d in reversed(range(ndim)) for size in (0, 0 if d == dim else largest[d] - tensor.shape[d])]
+        padded.append(torch.nn.functional.pad(tensor, pad))
+    return torch.cat(padded, dim=dim)
 
 
 def matching_modules(model: Any, pattern: str) -> list[str]:

@@ -1,0 +1,202 @@
+"""Every transformers-native family end to end on a tiny model: presets, encoding, a few LoRA
+steps, merging, and MMAD questions with one and two images (seconds per family on a CPU)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from eiad.base_model import ModelConfig, fetch_base_model
+from eiad.ddqa import record_prompt
+from eiad.evaluate import EvalConfig, evaluate_mmad, make_asker
+from eiad.io import read_jsonl
+from eiad.merge import load_with_adapter, merge_lora
+from eiad.mmad import build_prompt, load_benchmark
+from eiad.models import get_adapter
+from eiad.models.base import IGNORE_INDEX, matching_modules
+from eiad.train import LoraSettings, TrainConfig, train_lora
+
+SIZES = {"seed": 0, "vocab_size": 320, "hidden_size": 32, "layers": 1, "heads": 2, "kv_heads": 1,
+         "intermediate_size": 64, "vision_depth": 1, "vision_width": 32, "vision_heads": 2, "image_size": 28}
+TRAIN = TrainConfig(
+    seed=0, lora=LoraSettings(r=4, alpha=8, dropout=0.0, targets="all"), learning_rate=1e-2, max_steps=2,
+    per_device_batch=4, grad_accum=1, warmup_ratio=0.0, scheduler="constant", weight_decay=0.0, save_steps=10,
+    logging_steps=1, max_length=512,
+)
+
+
+@dataclass(frozen=True)
+class Family:
+    family: str
+    language_model: str  # prefix of the language model's modules
+    projector: str  # prefix of the vision-to-language projector's modules
+    tiny: dict[str, Any] = field(default_factory=dict)  # sizes beyond SIZES
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}-{self.tiny['version']}" if "version" in self.tiny else self.family
+
+
+FAMILIES = [
+    Family("smolvlm", "model.text_model.", "model.connector.", {"patch_size": 7}),
+    Family("llava_onevision", "model.language_model.", "model.multi_modal_projector.", {"patch_size": 14}),
+    # a linear-attention and a full-attention layer; a 2 x 2 slice grid for the 40-px demo images
+    Family("minicpm_v4", "model.language_model.", "model.merger.", {"patch_size": 7, "layers": 2, "version": "4.6"}),
+    Family("minicpm_v4", "model.language_model.", "model.merger.", {"patch_size": 7, "layers": 2, "version": "4.7"}),
+    Family("qwen2_5_vl", "model.language_model.", "model.visual.merger.", {"patch_size": 14, "merge_size": 1}),
+]
+
+
+@pytest.fixture(scope="module", params=FAMILIES, ids=lambda f: f.name)
+def case(request: pytest.FixtureRequest) -> Family:
+    return request.param
+
+
+def _build(case: Family, ddqa: Path, dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    fetch_base_model(ModelConfig(family=case.family, source="tiny", tiny={**SIZES, **case.tiny}), dest, ddqa)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def base(case: Family, small_ddqa: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _build(case, small_ddqa, tmp_path_factory.mktemp("family") / "base")
+
+
+@pytest.fixture(scope="module")
+def trained(case: Family, base: Path, small_ddqa: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The LoRA adapter after a few steps on two records of each task; the merged model beside it."""
+    root = tmp_path_factory.mktemp("trained")
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for record in read_jsonl(small_ddqa / "train.jsonl"):
+        by_task.setdefault(record["task"], []).append(record)
+    subset = [record for records in by_task.values() for record in records[:2]]
+    (root / "train.jsonl").write_text("".join(json.dumps(record) + "\n" for record in subset))
+    adapter = get_adapter(case.family)
+    train_lora(adapter, base, root / "train.jsonl", root / "adapter", root / "checkpoints", root / "metrics", TRAIN)
+    merge_lora(adapter, base, root / "adapter", root / "merged")
+    return root
+
+
+@pytest.fixture(scope="module")
+def one_question(demo_benchmark: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo benchmark cut down to its first question, so that both protocols take a moment."""
+    root = tmp_path_factory.mktemp("one_question") / "benchmark"
+    shutil.copytree(demo_benchmark, root)
+    data = json.loads((root / "mmad.json").read_text())
+    key = next(iter(data))
+    (root / "mmad.json").write_text(json.dumps({key: {**data[key], "conversation": data[key]["conversation"][:1]}}))
+    return root
+
+
+def test_tiny_model_is_an_ordinary_folder_and_rebuilds_identically(case, base, small_ddqa, tmp_path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(base)
+    model = AutoModelForImageTextToText.from_pretrained(base)
+    assert processor.chat_template and processor.tokenizer.eos_token_id == model.generation_config.eos_token_id
+    _build(case, small_ddqa, tmp_path / "again")
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        assert (tmp_path / "again" / name).read_bytes() == (base / name).read_bytes(), name
+
+
+def test_presets_hit_the_intended_modules(case, base):
+    adapter = get_adapter(case.family)
+    model = adapter.load_model(base)
+    linear = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    llm, with_projector, everything = (set(matching_modules(model, adapter.lora_targets(name)))
+                                       for name in ("llm", "llm+projector", "all"))
+    assert llm == {name for name in linear if name.startswith(case.language_model)}
+    assert with_projector - llm == {name for name in linear if name.startswith(case.projector)} != set()
+    assert everything == linear  # vision blocks and lm_head too: every linear layer of the model
+    assert llm < with_projector < everything
+
+
+def test_labels_cover_only_the_answer_and_end_of_turn(case, base, small_ddqa):
+    adapter = get_adapter(case.family)
+    processor = adapter.load_processor(base)
+    record = next(r for r in read_jsonl(small_ddqa / "train.jsonl") if r["task"] == "DC")
+    prompt, answer = record_prompt(record)
+    example = adapter.encode(processor, prompt, answer)
+    ids, labels = example.tokens["input_ids"][0], example.tokens["labels"][0]
+    kept = labels[labels != IGNORE_INDEX]
+    prompt_length = len(labels) - len(kept)
+    assert (labels[prompt_length:] == ids[prompt_length:]).all() and (labels[:prompt_length] == IGNORE_INDEX).all()
+    completion = processor.tokenizer.decode(kept)
+    assert completion.strip() == f"{answer}{processor.tokenizer.eos_token}"
+    assert (ids[:prompt_length] == processor.image_token_id).sum() > 0  # image tokens are in the masked prompt
+
+
+def test_lora_steps_then_merge_equal_the_adapter(case, base, trained, small_ddqa):
+    adapter = get_adapter(case.family)
+    processor = adapter.load_processor(trained / "merged")  # the merged folder loads on its own
+    merged = adapter.load_model(trained / "merged").eval()
+    with_adapter = load_with_adapter(adapter, base, trained / "adapter").eval()
+    untouched = adapter.load_model(base).eval()
+    records = read_jsonl(small_ddqa / "test.jsonl")[:2]
+    batch = adapter.collate([adapter.encode(processor, record_prompt(r)[0]) for r in records],
+                            processor.tokenizer.pad_token_id)
+    with torch.no_grad():
+        expected, got, before = (m(**batch).logits for m in (with_adapter, merged, untouched))
+    assert torch.allclose(expected, got, atol=1e-4)
+    assert not torch.allclose(before, got, atol=1e-4)  # two steps really changed the model
+
+
+def test_answers_an_mmad_question_with_one_and_two_images(case, trained, one_question):
+    adapter = get_adapter(case.family)
+    model = adapter.load_model(trained / "merged").eval()
+    ask = make_asker(adapter, model, adapter.load_processor(trained / "merged"))
+    for protocol, images in (("0-shot", 1), ("1-shot", 2)):
+        shown = []
+
+        def spy(prompts, limit):
+            shown.extend(prompts)
+            return ask(prompts, limit)
+
+        metrics, answers = evaluate_mmad(spy, one_question, EvalConfig(protocol=protocol, max_new_tokens=4))
+        assert metrics["questions"] == 1 and sum(metrics["parse"].values()) == 1
+        assert isinstance(answers[0]["model_output"], str)
+        assert [sum(not isinstance(part, str) for part in prompt) for prompt in shown] == [images]
+
+
+def test_a_batch_mixing_one_and_two_image_prompts(case, base, one_question):
+    """Padding the media of prompts with different image counts changes no prompt's answer."""
+    adapter = get_adapter(case.family)
+    processor = adapter.load_processor(base)
+    model = adapter.load_model(base).eval()
+    question = load_benchmark(one_question)[0]
+    examples = [adapter.encode(processor, build_prompt(one_question, question, p)) for p in ("0-shot", "1-shot")]
+    pad = processor.tokenizer.pad_token_id
+    with torch.no_grad():
+        together = model(**adapter.collate(examples, pad, padding_side="left")).logits[:, -1]
+        alone = [model(**adapter.collate([e], pad, padding_side="left")).logits[0, -1] for e in examples]
+    assert all(torch.allclose(together[i], alone[i], atol=1e-4) for i in range(2))
+
+
+def test_concat_padded_zero_pads_all_but_the_concatenated_dimension():
+    from eiad.models.base import concat_padded
+
+    small, large = torch.ones(1, 2, 3), torch.full((2, 1, 4), 2.0)
+    stacked = concat_padded([small, large])
+    assert stacked.shape == (3, 2, 4)
+    assert (stacked[:1, :, :3] == 1).all() and (stacked[:1, :, 3] == 0).all() and (stacked[1:, 1] == 0).all()
+    packed = concat_padded([torch.ones(1, 3, 2), torch.ones(1, 3, 5)], dim=-1)  # MiniCPM-V's packed patches
+    assert packed.shape == (1, 3, 7) and (packed == 1).all()
+
+
+def test_llava_onevision_gives_each_image_of_a_multi_image_prompt_one_view(small_ddqa, one_question, tmp_path):
+    llava = next(f for f in FAMILIES if f.family == "llava_onevision")
+    adapter = get_adapter(llava.family)
+    processor = adapter.load_processor(_build(llava, small_ddqa, tmp_path / "llava"))
+    question = load_benchmark(one_question)[0]
+    one, two = (adapter.encode(processor, build_prompt(one_question, question, p)) for p in ("0-shot", "1-shot"))
+    assert one.media["batch_num_images"].tolist() == [1] and one.media["pixel_values"].shape[1] > 1  # tiled
+    assert two.media["batch_num_images"].tolist() == [2] and two.media["pixel_values"].shape[:2] == (2, 1)
+    view = processor.num_image_tokens + 1  # a base view and its newline
+    assert (two.tokens["input_ids"] == processor.image_token_id).sum() == 2 * view
