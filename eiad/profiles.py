@@ -1,0 +1,116 @@
+"""Profiles: named sets of params overrides (``profiles/<name>.yaml``), run as DVC experiments.
+
+``python -m eiad.profiles NAME [KEY=VALUE ...]`` merges the profile (and any extra settings)
+into ``params.yaml`` in memory, checks the result as the stages will, and prints the ``-S``
+arguments for ``dvc exp run``. ``params.yaml`` and its comments stay as committed; the run is
+an experiment that ``dvc exp show`` lists and ``dvc exp apply`` can make the workspace's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from eiad.base_model import model_config
+from eiad.errors import ConfigError, EiadError
+from eiad.params import from_dict
+
+PROFILES = Path("profiles")  # beside params.yaml, in the project's root
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def load_profile(name_or_path: str) -> dict[str, Any]:
+    path = Path(name_or_path) if name_or_path.endswith((".yaml", ".yml")) else PROFILES / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PROFILES.glob("*.yaml"))
+        raise ConfigError(f"no profile {name_or_path!r} ({path} does not exist); profiles: {known}")
+    profile = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(profile, dict):
+        raise ConfigError(f"{path}: a profile is a mapping of params keys to values")
+    return profile
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested overrides as dotted keys; lists and scalars are leaves."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    node = tree
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{dotted}: {key} is not a mapping in params.yaml")
+    node[last] = value
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as YAML, as ``dvc exp run -S`` reads it."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value) if value else ""
+
+
+def check(params: dict[str, Any]) -> None:
+    """The checks the stages make first, so a profile fails here rather than hours into a run."""
+    from eiad.train import TrainConfig
+
+    model = model_config(params["model"])
+    if model.source == "hub" and not _COMMIT.fullmatch(model.hub.revision):
+        raise ConfigError(f"model.hub.revision must be a 40-hex commit of {model.hub.repo_id} (its Hub page, "
+                          f"'Files and versions'); add model.hub.revision=<commit> to the command")
+    from_dict(TrainConfig, params["train"], "train")
+
+
+def exp_run_arguments(overrides: dict[str, Any]) -> list[str]:
+    """``-S key=value`` pairs; values as compact JSON (which is YAML) so the shell keeps each whole."""
+    arguments = []
+    for key, value in overrides.items():
+        text = value if isinstance(value, str) and value else json.dumps(value, separators=(",", ":"))
+        if any(c.isspace() for c in f"{key}{text}"):
+            raise ConfigError(f"{key}: a value with spaces cannot pass through $(...); set it with -S by hand")
+        arguments += ["-S", f"{key}={text}"]
+    return arguments
+
+
+def resolve(name: str, settings: tuple[str, ...], params_file: str = "params.yaml") -> list[str]:
+    overrides = flatten(load_profile(name))
+    overrides.update(parse_setting(text) for text in settings)
+    params = yaml.safe_load(Path(params_file).read_text(encoding="utf-8"))
+    for key, value in overrides.items():
+        set_dotted(params, key, value)
+    check(params)
+    return exp_run_arguments(overrides)
+
+
+@click.command()
+@click.argument("name")
+@click.argument("settings", nargs=-1)
+@click.option("--params", "params_file", default="params.yaml", show_default=True, help="Parameters file to check against.")
+def main(name: str, settings: tuple[str, ...], params_file: str) -> None:
+    """Print `dvc exp run` arguments for profile NAME (profiles/NAME.yaml), plus KEY=VALUE SETTINGS."""
+    try:
+        arguments = resolve(name, settings, params_file)
+    except EiadError as err:
+        raise click.ClickException(str(err)) from err
+    if any(a.endswith("trust_remote_code=true") for a in arguments):
+        click.echo(f"note: profile {name} opts in to running the model repository's own code", err=True)
+    click.echo(" ".join(arguments))
+
+
+if __name__ == "__main__":
+    main()
