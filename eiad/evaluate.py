@@ -16,7 +16,7 @@ from eiad.io import atomic_directory, atomic_write_json, jsonl_text, read_jsonl
 from eiad.layout import OK
 from eiad.errors import ConfigError
 from eiad.mmad import Protocol, Scored, TemplateKind, build_prompt, check_files, load_benchmark, parse_answer, summarise
-from eiad.models.base import Prompt, VLMAdapter
+from eiad.models.base import DTYPES, Prompt, VLMAdapter
 
 T = TypeVar("T")
 _NUMBER = r"\s*(-?\d+(?:\.\d+)?)\s*"
@@ -37,7 +37,6 @@ class EvalConfig:
             raise ConfigError("evaluate: batch_size and max_new_tokens must be >= 1")
 
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _batched(items: Sequence[T], size: int) -> list[Sequence[T]]:

@@ -1,4 +1,8 @@
-"""DVC stage `train_lora`: LoRA fine-tuning on DDQA's train.jsonl (resumes an interrupted run)."""
+"""DVC stage `train_lora`: LoRA fine-tuning on DDQA's train.jsonl (resumes an interrupted run).
+
+With `train.launch` asking for more than one process, the stage re-runs itself under the
+launcher, one worker per GPU, and waits for them.
+"""
 
 from pathlib import Path
 
@@ -6,6 +10,8 @@ import click
 
 from eiad.base_model import model_config
 from eiad.cli import params_option, stage
+from eiad.errors import EiadError
+from eiad.launch import needs_launch, rank, run_launched
 from eiad.models import get_adapter
 from eiad.params import from_dict, load_params
 from eiad.train import TrainConfig, train_lora
@@ -28,9 +34,17 @@ def main(model: Path, data: Path, out: Path, checkpoints: Path, metrics: Path, p
     """Fine-tune the base model with LoRA as set in `train`."""
     config = from_dict(TrainConfig, load_params("train", params_file), "train")
     base = model_config(load_params("model", params_file))
+    if needs_launch(config.launch):
+        args = ["--model", model, "--data", data, "--out", out, "--checkpoints", checkpoints, "--metrics", metrics,
+                "--params", params_file]
+        status = run_launched(config.launch, Path(__file__), [str(arg) for arg in args])
+        if status:
+            raise EiadError(f"train_lora: the {config.launch.launcher} workers failed (exit status {status})")
+        return
     result = train_lora(get_adapter(base.family), model, data, out, checkpoints, metrics, config,
                         base.trust_remote_code)
-    click.echo(f"train loss {result.get('train_loss', float('nan')):.4f} in {result.get('train_runtime', 0):.0f} s")
+    if rank() == 0:
+        click.echo(f"train loss {result.get('train_loss', float('nan')):.4f} in {result.get('train_runtime', 0):.0f} s")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 # A prompt is text and images in reading order, independent of any model's chat format.
 Prompt = Sequence[Union[str, Image.Image]]
 IGNORE_INDEX = -100
+# params' precision names -> the dtype weights are loaded in
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 
 
