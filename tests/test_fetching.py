@@ -53,7 +53,7 @@ def test_an_interrupted_hub_download_resumes(hub, tmp_path):
     part.write_bytes(BIG[:100_000])  # what a killed download leaves
     path, _ = hub_file(HubRepo("lab/open", "main", endpoint=url), "big.bin")
     assert path.read_bytes() == BIG
-    assert ("GET", f"/datasets/lab/open/resolve/main/big.bin", "bytes=100000-") in state.requests
+    assert ("GET", "/datasets/lab/open/resolve/main/big.bin", "bytes=100000-") in state.requests
 
 
 def test_gated_missing_and_offline_say_what_to_do(hub, tmp_path):

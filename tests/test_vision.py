@@ -13,7 +13,7 @@ from eiad.errors import BadSampleError, ConfigError, DataError, LayoutError
 from eiad.layout import read_manifest
 from eiad.sources import get_source
 from eiad.sources.vision import defect_names
-from native import CLASSES, HEIGHT, LAYOUT, PROJECTS, WIDTH, make_vision
+from native import HEIGHT, WIDTH, make_vision
 
 VISION = get_source("vision")
 # pycocotools' Cython decoder predates numpy 2's __array__(copy=) protocol; harmless, and outside
