@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from eiad.errors import ConfigError
 from eiad.models.base import VLMAdapter
-from eiad.models.tokenizer import train_byte_level_bpe
+from eiad.models.tiny import TinyConfig, save_tiny, tiny_tokenizer
 from eiad.params import from_dict
 
 _LLM = r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
@@ -38,23 +37,10 @@ CHAT_TEMPLATE = (
 
 
 @dataclass(frozen=True)
-class TinyLlavaOnevisionConfig:
+class TinyLlavaOnevisionConfig(TinyConfig):
     """Sizes of the offline model; ``image_size`` is the tile side, ``max_grid`` the largest grid of tiles."""
 
-    seed: int = 0
-    vocab_size: int = 512
-    hidden_size: int = 64
-    layers: int = 2
-    heads: int = 4
-    kv_heads: int = 2
-    intermediate_size: int = 128
-    vision_depth: int = 2
-    vision_width: int = 64
-    vision_heads: int = 4
-    patch_size: int = 14
-    image_size: int = 56
     max_grid: int = 2
-    initializer_range: float = 0.1  # as for the tiny Qwen2-VL: a narrow model needs larger initial weights
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size or self.max_grid < 1:
@@ -75,33 +61,22 @@ class LlavaOnevisionAdapter(VLMAdapter):
             LlavaOnevisionForConditionalGeneration,
             LlavaOnevisionImageProcessor,
             LlavaOnevisionProcessor,
-            PreTrainedTokenizerFast,
         )
         from transformers.models.llava_onevision.video_processing_llava_onevision import LlavaOnevisionVideoProcessor
 
         config = from_dict(TinyLlavaOnevisionConfig, params, "model.tiny")
-        tokenizer = PreTrainedTokenizerFast(
-            tokenizer_object=train_byte_level_bpe(corpus, config.vocab_size, SPECIAL_TOKENS),
-            eos_token="<|im_end|>",
-            pad_token="<|endoftext|>",
-        )
-        ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+        tokenizer, ids = tiny_tokenizer(corpus, config.vocab_size, SPECIAL_TOKENS, eos_token="<|im_end|>",
+                                        pad_token="<|endoftext|>")
         grid = range(1, config.max_grid + 1)
         pinpoints = [[config.image_size * rows, config.image_size * cols] for rows in grid for cols in grid]
         model_config = LlavaOnevisionConfig(
-            text_config={
-                "model_type": "qwen2",
-                "vocab_size": len(tokenizer),
-                "hidden_size": config.hidden_size,
-                "intermediate_size": config.intermediate_size,
-                "num_hidden_layers": config.layers,
-                "num_attention_heads": config.heads,
-                "num_key_value_heads": config.kv_heads,
-                "max_position_embeddings": 4096,
-                "bos_token_id": ids["<|endoftext|>"],
-                "eos_token_id": ids["<|im_end|>"],
-                "pad_token_id": ids["<|endoftext|>"],
-            },
+            text_config=config.text_config(
+                len(tokenizer),
+                model_type="qwen2",
+                bos_token_id=ids["<|endoftext|>"],
+                eos_token_id=ids["<|im_end|>"],
+                pad_token_id=ids["<|endoftext|>"],
+            ),
             vision_config={
                 "model_type": "siglip_vision_model",
                 "hidden_size": config.vision_width,
@@ -116,12 +91,6 @@ class LlavaOnevisionAdapter(VLMAdapter):
             video_token_index=ids["<video>"],
             image_grid_pinpoints=pinpoints,
         )
-        for sub_config in (model_config, model_config.text_config, model_config.vision_config):
-            sub_config.initializer_range = config.initializer_range
-        torch.manual_seed(config.seed)
-        model = LlavaOnevisionForConditionalGeneration(model_config)
-        model.generation_config.eos_token_id = ids["<|im_end|>"]
-        model.generation_config.pad_token_id = ids["<|endoftext|>"]
         side = {"height": config.image_size, "width": config.image_size}
         processor = LlavaOnevisionProcessor(
             image_processor=LlavaOnevisionImageProcessor(size=side, image_grid_pinpoints=pinpoints),
@@ -131,8 +100,8 @@ class LlavaOnevisionAdapter(VLMAdapter):
             vision_feature_select_strategy=model_config.vision_feature_select_strategy,
             chat_template=CHAT_TEMPLATE,
         )
-        model.save_pretrained(dest)
-        processor.save_pretrained(dest)
+        save_tiny(LlavaOnevisionForConditionalGeneration, model_config, config, processor, ids["<|im_end|>"],
+                  ids["<|endoftext|>"], dest)
 
 
 ADAPTER = LlavaOnevisionAdapter()

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 
 from eiad.errors import ConfigError
 from eiad.models.base import VLMAdapter
-from eiad.models.tokenizer import train_byte_level_bpe
+from eiad.models.tiny import TinyConfig, save_tiny, tiny_tokenizer
 from eiad.params import from_dict
 
 _LLM = (r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|linear_attn\.(in_proj_(qkv|z|b|a)|out_proj)"
@@ -54,28 +53,18 @@ CHAT_TEMPLATE = (
 
 
 @dataclass(frozen=True)
-class TinyMiniCPMV4Config:
+class TinyMiniCPMV4Config(TinyConfig):
     """Sizes of the offline model; ``image_size`` is the thumbnail and slice resolution.
 
     The vision tower merges 4 x 4 patches into one token (two 2 x 2 merges), so an image gives
-    ``(image_size / patch_size / 4)^2`` tokens per thumbnail or slice.
+    ``(image_size / patch_size / 4)^2`` tokens per thumbnail or slice. The language model's
+    layers alternate linear and full attention (Qwen3.5: three linear, then one full).
     """
 
-    seed: int = 0
     version: Literal["4.6", "4.7"] = "4.6"
-    vocab_size: int = 512
-    hidden_size: int = 64
-    layers: int = 2  # linear attention and full attention in turn (Qwen3.5: three linear, then one full)
-    heads: int = 4
-    kv_heads: int = 2
-    intermediate_size: int = 128
-    vision_depth: int = 2
-    vision_width: int = 64
-    vision_heads: int = 4
     patch_size: int = 7
     image_size: int = 112
     max_slices: int = 9
-    initializer_range: float = 0.1  # as for the tiny Qwen2-VL: a narrow model needs larger initial weights
 
     def __post_init__(self) -> None:
         if self.image_size % (4 * self.patch_size):
@@ -86,29 +75,23 @@ def _text_config(config: TinyMiniCPMV4Config, vocab_size: int, ids: dict[str, in
     """The Qwen3.5 language model: linear-attention and full-attention layers in turn."""
     head_dim = config.hidden_size // config.heads
     third = head_dim // 6
-    return {
-        "model_type": "qwen3_5_text",
-        "vocab_size": vocab_size,
-        "hidden_size": config.hidden_size,
-        "intermediate_size": config.intermediate_size,
-        "num_hidden_layers": config.layers,
-        "layer_types": ["linear_attention" if i % 2 == 0 else "full_attention" for i in range(config.layers)],
-        "num_attention_heads": config.heads,
-        "num_key_value_heads": config.kv_heads,
-        "head_dim": head_dim,
-        "linear_num_key_heads": config.kv_heads,
-        "linear_num_value_heads": config.heads,
-        "linear_key_head_dim": head_dim,
-        "linear_value_head_dim": head_dim,
-        "max_position_embeddings": 4096,
+    return config.text_config(
+        vocab_size,
+        model_type="qwen3_5_text",
+        layer_types=["linear_attention" if i % 2 == 0 else "full_attention" for i in range(config.layers)],
+        head_dim=head_dim,
+        linear_num_key_heads=config.kv_heads,
+        linear_num_value_heads=config.heads,
+        linear_key_head_dim=head_dim,
+        linear_value_head_dim=head_dim,
         # Qwen3.5 rotates a quarter of each 256-wide head; a tiny head rotates whole, its half split
         # into (time, height, width) sections for 4.7's canvas M-RoPE
-        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 1.0,
-                            "mrope_section": [head_dim // 2 - 2 * third, third, third]},
-        "bos_token_id": ids["<|endoftext|>"],
-        "eos_token_id": ids["<|im_end|>"],
-        "pad_token_id": ids["<|endoftext|>"],
-    }
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 1.0,
+                         "mrope_section": [head_dim // 2 - 2 * third, third, third]},
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
 
 
 class MiniCPMV4Adapter(VLMAdapter):
@@ -122,18 +105,12 @@ class MiniCPMV4Adapter(VLMAdapter):
 
     def build_tiny(self, params: dict[str, Any], corpus: Sequence[str], dest: Path) -> None:
         import transformers
-        from transformers import PreTrainedTokenizerFast
         from transformers.models.minicpmv4_6.image_processing_minicpmv4_6 import MiniCPMV4_6ImageProcessor
         from transformers.models.minicpmv4_6.video_processing_minicpmv4_6 import MiniCPMV4_6VideoProcessor
 
         config = from_dict(TinyMiniCPMV4Config, params, "model.tiny")
-        tokenizer = PreTrainedTokenizerFast(
-            tokenizer_object=train_byte_level_bpe(corpus, config.vocab_size, SPECIAL_TOKENS),
-            eos_token="<|im_end|>",
-            pad_token="<|endoftext|>",
-            extra_special_tokens=NAMED_TOKENS,
-        )
-        ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+        tokenizer, ids = tiny_tokenizer(corpus, config.vocab_size, SPECIAL_TOKENS, eos_token="<|im_end|>",
+                                        pad_token="<|endoftext|>", extra_special_tokens=NAMED_TOKENS)
         suffix = config.version.replace(".", "_")
         model_config = getattr(transformers, f"MiniCPMV{suffix}Config")(
             text_config=_text_config(config, len(tokenizer), ids),
@@ -151,12 +128,6 @@ class MiniCPMV4Adapter(VLMAdapter):
             video_token_id=ids["<|video_pad|>"],
             **(self._canvas_markers(tokenizer) if config.version == "4.7" else {}),
         )
-        for sub_config in (model_config, model_config.text_config, model_config.vision_config):
-            sub_config.initializer_range = config.initializer_range
-        torch.manual_seed(config.seed)
-        model = getattr(transformers, f"MiniCPMV{suffix}ForConditionalGeneration")(model_config)
-        model.generation_config.eos_token_id = ids["<|im_end|>"]
-        model.generation_config.pad_token_id = ids["<|endoftext|>"]
         vision = {"scale_resolution": config.image_size, "patch_size": config.patch_size,
                   "max_slice_nums": config.max_slices}
         processor = getattr(transformers, f"MiniCPMV{suffix}Processor")(
@@ -165,8 +136,8 @@ class MiniCPMV4Adapter(VLMAdapter):
             tokenizer=tokenizer,
             chat_template=CHAT_TEMPLATE,
         )
-        model.save_pretrained(dest)
-        processor.save_pretrained(dest)
+        save_tiny(getattr(transformers, f"MiniCPMV{suffix}ForConditionalGeneration"), model_config, config, processor,
+                  ids["<|im_end|>"], ids["<|endoftext|>"], dest)
 
     @staticmethod
     def _canvas_markers(tokenizer: Any) -> dict[str, int]:

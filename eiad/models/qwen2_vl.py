@@ -1,4 +1,4 @@
-"""Qwen2-VL (and Qwen2.5-VL folders loaded through the Auto classes): presets and the tiny model.
+"""Qwen2-VL: presets and the tiny model (Qwen2.5-VL, whose vision tower differs, is ``qwen2_5_vl``).
 
 Qwen2-VL-7B is a published MMAD baseline; the offline demo uses the same architecture at a
 few hundred thousand parameters, with a tokenizer trained locally on the DDQA and MMAD text.
@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from eiad.models.base import VLMAdapter
-from eiad.models.tokenizer import train_byte_level_bpe
+from eiad.models.tiny import TinyConfig, save_tiny, tiny_tokenizer
 from eiad.params import from_dict
 
 _LLM = r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
@@ -38,26 +36,44 @@ CHAT_TEMPLATE = (
 
 
 @dataclass(frozen=True)
-class TinyQwen2VLConfig:
+class TinyQwen2VLConfig(TinyConfig):
     """Sizes of the offline model; images are resized to ``image_size`` x ``image_size``."""
 
-    seed: int = 0
-    vocab_size: int = 512
-    hidden_size: int = 64
-    layers: int = 2
-    heads: int = 4
-    kv_heads: int = 2
-    intermediate_size: int = 128
-    vision_depth: int = 2
-    vision_width: int = 64
-    vision_heads: int = 4
-    patch_size: int = 14
-    merge_size: int = 1
-    image_size: int = 56
-    # transformers' default (0.02) suits wide models; a 64-wide model trained from scratch
-    # needs larger initial weights for the image signal to reach the answer (measured: AD
-    # 0.68 -> 0.89 held-out after 1000 steps at 0.1)
-    initializer_range: float = 0.1
+    merge_size: int = 1  # spatial merge: merge_size x merge_size patches become one token
+
+
+def qwen_processor(processor_class: Any, config: TinyQwen2VLConfig, tokenizer: Any) -> Any:
+    """Qwen2-VL's processor (also Qwen2.5-VL's) at the tiny model's fixed image size."""
+    from transformers import Qwen2VLImageProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    pixels = config.image_size * config.image_size
+    vision = {"patch_size": config.patch_size, "merge_size": config.merge_size, "temporal_patch_size": 2}
+    return processor_class(
+        image_processor=Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels, **vision),
+        video_processor=Qwen2VLVideoProcessor(**vision),
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def qwen_text_config(config: TinyQwen2VLConfig, vocab_size: int, ids: dict[str, int]) -> dict[str, Any]:
+    head_dim = config.hidden_size // config.heads
+    # M-RoPE splits each head's rotary half into (time, height, width) sections
+    mrope = [head_dim // 2 - 2 * (head_dim // 6), head_dim // 6, head_dim // 6]
+    return config.text_config(
+        vocab_size,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
+
+
+def qwen_special_ids(ids: dict[str, int]) -> dict[str, int]:
+    """The config's ids of the tokens that mark images and videos."""
+    return {"image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
+            "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"]}
 
 
 class Qwen2VLAdapter(VLMAdapter):
@@ -69,39 +85,13 @@ class Qwen2VLAdapter(VLMAdapter):
     }
 
     def build_tiny(self, params: dict[str, Any], corpus: Sequence[str], dest: Path) -> None:
-        from transformers import (
-            PreTrainedTokenizerFast,
-            Qwen2VLConfig,
-            Qwen2VLForConditionalGeneration,
-            Qwen2VLImageProcessor,
-            Qwen2VLProcessor,
-        )
-        from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
 
         config = from_dict(TinyQwen2VLConfig, params, "model.tiny")
-        tokenizer = PreTrainedTokenizerFast(
-            tokenizer_object=train_byte_level_bpe(corpus, config.vocab_size, SPECIAL_TOKENS),
-            eos_token="<|im_end|>",
-            pad_token="<|endoftext|>",
-        )
-        ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-        head_dim = config.hidden_size // config.heads
-        # M-RoPE splits each head's rotary half into (time, height, width) sections
-        mrope = [head_dim // 2 - 2 * (head_dim // 6), head_dim // 6, head_dim // 6]
+        tokenizer, ids = tiny_tokenizer(corpus, config.vocab_size, SPECIAL_TOKENS, eos_token="<|im_end|>",
+                                        pad_token="<|endoftext|>")
         model_config = Qwen2VLConfig(
-            text_config={
-                "vocab_size": len(tokenizer),
-                "hidden_size": config.hidden_size,
-                "intermediate_size": config.intermediate_size,
-                "num_hidden_layers": config.layers,
-                "num_attention_heads": config.heads,
-                "num_key_value_heads": config.kv_heads,
-                "max_position_embeddings": 4096,
-                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
-                "bos_token_id": ids["<|endoftext|>"],
-                "eos_token_id": ids["<|im_end|>"],
-                "pad_token_id": ids["<|endoftext|>"],
-            },
+            text_config=qwen_text_config(config, len(tokenizer), ids),
             vision_config={
                 "depth": config.vision_depth,
                 "embed_dim": config.vision_width,
@@ -112,28 +102,12 @@ class Qwen2VLAdapter(VLMAdapter):
                 "spatial_merge_size": config.merge_size,
                 "temporal_patch_size": 2,
             },
-            image_token_id=ids["<|image_pad|>"],
-            video_token_id=ids["<|video_pad|>"],
-            vision_start_token_id=ids["<|vision_start|>"],
-            vision_end_token_id=ids["<|vision_end|>"],
             tie_word_embeddings=False,
+            **qwen_special_ids(ids),
         )
-        for sub_config in (model_config, model_config.text_config, model_config.vision_config):
-            sub_config.initializer_range = config.initializer_range
-        torch.manual_seed(config.seed)
-        model = Qwen2VLForConditionalGeneration(model_config)
-        model.generation_config.eos_token_id = ids["<|im_end|>"]
-        model.generation_config.pad_token_id = ids["<|endoftext|>"]
-        pixels = config.image_size * config.image_size
-        vision = {"patch_size": config.patch_size, "merge_size": config.merge_size, "temporal_patch_size": 2}
-        processor = Qwen2VLProcessor(
-            image_processor=Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels, **vision),
-            video_processor=Qwen2VLVideoProcessor(**vision),
-            tokenizer=tokenizer,
-            chat_template=CHAT_TEMPLATE,
-        )
-        model.save_pretrained(dest)
-        processor.save_pretrained(dest)
+        processor = qwen_processor(Qwen2VLProcessor, config, tokenizer)
+        save_tiny(Qwen2VLForConditionalGeneration, model_config, config, processor, ids["<|im_end|>"],
+                  ids["<|endoftext|>"], dest)
 
 
 ADAPTER = Qwen2VLAdapter()

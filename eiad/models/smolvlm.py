@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from eiad.errors import ConfigError
 from eiad.models.base import VLMAdapter
-from eiad.models.tokenizer import train_byte_level_bpe
+from eiad.models.tiny import TinyConfig, save_tiny, tiny_tokenizer
 from eiad.params import from_dict
 
 _LLM = r"model\.text_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
@@ -43,24 +42,12 @@ CHAT_TEMPLATE = (
 
 
 @dataclass(frozen=True)
-class TinySmolVLMConfig:
+class TinySmolVLMConfig(TinyConfig):
     """Sizes of the offline model; images are resized to ``image_size`` x ``image_size`` (no splitting)."""
 
-    seed: int = 0
-    vocab_size: int = 512
-    hidden_size: int = 64
-    layers: int = 2
-    heads: int = 4
-    kv_heads: int = 2
-    intermediate_size: int = 128
-    vision_depth: int = 2
-    vision_width: int = 64
-    vision_heads: int = 4
     patch_size: int = 7
     # pixel shuffle: scale_factor x scale_factor patches become one token
     scale_factor: int = 2
-    image_size: int = 56
-    initializer_range: float = 0.1  # as for the tiny Qwen2-VL: a narrow model needs larger initial weights
 
     def __post_init__(self) -> None:
         if self.image_size % (self.patch_size * self.scale_factor):
@@ -81,31 +68,19 @@ class SmolVLMAdapter(VLMAdapter):
             Idefics3ForConditionalGeneration,
             Idefics3ImageProcessor,
             Idefics3Processor,
-            PreTrainedTokenizerFast,
         )
 
         config = from_dict(TinySmolVLMConfig, params, "model.tiny")
-        tokenizer = PreTrainedTokenizerFast(
-            tokenizer_object=train_byte_level_bpe(corpus, config.vocab_size, SPECIAL_TOKENS),
-            bos_token="<|im_start|>",
-            eos_token="<end_of_utterance>",
-            pad_token="<|endoftext|>",
-        )
-        ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+        tokenizer, ids = tiny_tokenizer(corpus, config.vocab_size, SPECIAL_TOKENS, bos_token="<|im_start|>",
+                                        eos_token="<end_of_utterance>", pad_token="<|endoftext|>")
         model_config = Idefics3Config(
-            text_config={
-                "model_type": "llama",
-                "vocab_size": len(tokenizer),
-                "hidden_size": config.hidden_size,
-                "intermediate_size": config.intermediate_size,
-                "num_hidden_layers": config.layers,
-                "num_attention_heads": config.heads,
-                "num_key_value_heads": config.kv_heads,
-                "max_position_embeddings": 4096,
-                "bos_token_id": ids["<|im_start|>"],
-                "eos_token_id": ids["<end_of_utterance>"],
-                "pad_token_id": ids["<|endoftext|>"],
-            },
+            text_config=config.text_config(
+                len(tokenizer),
+                model_type="llama",
+                bos_token_id=ids["<|im_start|>"],
+                eos_token_id=ids["<end_of_utterance>"],
+                pad_token_id=ids["<|endoftext|>"],
+            ),
             vision_config={
                 "hidden_size": config.vision_width,
                 "intermediate_size": 2 * config.vision_width,
@@ -118,12 +93,6 @@ class SmolVLMAdapter(VLMAdapter):
             image_token_id=ids["<image>"],
             pad_token_id=ids["<|endoftext|>"],
         )
-        for sub_config in (model_config, model_config.text_config, model_config.vision_config):
-            sub_config.initializer_range = config.initializer_range
-        torch.manual_seed(config.seed)
-        model = Idefics3ForConditionalGeneration(model_config)
-        model.generation_config.eos_token_id = ids["<end_of_utterance>"]
-        model.generation_config.pad_token_id = ids["<|endoftext|>"]
         side = {"longest_edge": config.image_size}
         processor = Idefics3Processor(
             image_processor=Idefics3ImageProcessor(size=side, max_image_size=side, do_image_splitting=False),
@@ -131,8 +100,8 @@ class SmolVLMAdapter(VLMAdapter):
             image_seq_len=(config.image_size // config.patch_size) ** 2 // config.scale_factor**2,
             chat_template=CHAT_TEMPLATE,
         )
-        model.save_pretrained(dest)
-        processor.save_pretrained(dest)
+        save_tiny(Idefics3ForConditionalGeneration, model_config, config, processor, ids["<end_of_utterance>"],
+                  ids["<|endoftext|>"], dest)
 
 
 ADAPTER = SmolVLMAdapter()
