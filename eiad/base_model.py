@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from eiad.errors import ConfigError, EiadError
+from eiad.errors import ConfigError
+from eiad.fetching import HubRepo, hub_errors
 from eiad.io import read_jsonl
 from eiad.mmad import INSTRUCTION, QUERY_NOTE, TEMPLATE_NOTE
 from eiad.models import get_adapter
@@ -61,22 +62,13 @@ def corpus(ddqa: Path) -> Iterator[str]:
 def download(hub: HubModel, dest: Path) -> None:
     """Snapshot a Hub repository at a pinned commit; the token comes from HF_TOKEN or `hf auth login`."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     if not hub.repo_id or not _COMMIT.fullmatch(hub.revision):
         raise ConfigError(
             f"model.hub needs a repo_id and a pinned revision (a 40-hex commit), got {hub.repo_id!r} @ {hub.revision!r}"
         )
-    try:
+    with hub_errors(HubRepo(hub.repo_id, hub.revision, repo_type="model"), "the model"):
         snapshot_download(repo_id=hub.repo_id, revision=hub.revision, local_dir=dest)
-    except GatedRepoError as err:
-        raise EiadError(f"{hub.repo_id} is gated: accept its terms on the Hub, then set HF_TOKEN or run "
-                        f"`hf auth login`") from err
-    except RepositoryNotFoundError as err:
-        raise EiadError(f"{hub.repo_id} @ {hub.revision}: no such repository or revision (or no access)") from err
-    except LocalEntryNotFoundError as err:
-        raise EiadError(f"cannot download {hub.repo_id}: the Hugging Face Hub is unreachable (offline?) and "
-                        f"the model is not in the local cache") from err
 
 
 def fetch_base_model(config: ModelConfig, dest: Path, ddqa: Path) -> None:

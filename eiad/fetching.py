@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tqdm import tqdm
+
 from eiad.download import download, extract, sha256_of
 from eiad.errors import DataError, EiadError
 from eiad.io import atomic_write_json
@@ -88,12 +90,13 @@ class HubRepo:
 
 
 @contextmanager
-def _hub_errors(repo: HubRepo, filename: str) -> Iterator[None]:
-    """Turn huggingface_hub's errors into messages that say what to do."""
+def hub_errors(repo: HubRepo, what: str) -> Iterator[None]:
+    """Turn huggingface_hub's errors about ``what`` (a file, a snapshot) into messages that say what to do."""
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
         HfHubHTTPError,
+        LocalEntryNotFoundError,
         OfflineModeIsEnabled,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -112,13 +115,13 @@ def _hub_errors(repo: HubRepo, filename: str) -> Iterator[None]:
                         f"(log in with `hf auth login` or set HF_TOKEN)") from err
     except RevisionNotFoundError as err:
         raise EiadError(f"{repo.repo_id}: no revision {repo.revision!r}") from err
-    except OfflineModeIsEnabled as err:
-        raise EiadError(f"cannot download {filename} from {repo.repo_id}: HF_HUB_OFFLINE is set and the file is "
-                        f"not downloaded yet for a pinned commit") from err
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError) as err:
+        raise EiadError(f"cannot download {what} from {repo.repo_id}: the Hugging Face Hub is unreachable (offline, "
+                        f"or HF_HUB_OFFLINE is set) and {what} @ {repo.revision} is not downloaded yet") from err
     except EntryNotFoundError as err:
-        raise EiadError(f"{repo.repo_id} @ {repo.revision} has no file {filename!r}") from err
+        raise EiadError(f"{repo.repo_id} @ {repo.revision} has no file {what!r}") from err
     except HfHubHTTPError as err:
-        raise EiadError(f"cannot download {filename} from {repo.repo_id}: {err}") from err
+        raise EiadError(f"cannot download {what} from {repo.repo_id}: {err}") from err
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -148,7 +151,7 @@ def hub_file(repo: HubRepo, filename: str, sha256: str = "") -> tuple[Path, Fetc
             raise DataError(path, f"checksum mismatch: expected sha256 {sha256}, got {digest}; delete it and fetch again")
         return path, _record(repo, filename, repo.revision, path, digest)
     url = hf_hub_url(repo.repo_id, filename, repo_type=repo.repo_type, revision=repo.revision, endpoint=repo.endpoint)
-    with _hub_errors(repo, filename):
+    with hub_errors(repo, filename):
         try:
             metadata = get_hf_file_metadata(url, endpoint=repo.endpoint)
         except _transport_errors() as err:
@@ -169,6 +172,17 @@ def hub_file(repo: HubRepo, filename: str, sha256: str = "") -> tuple[Path, Fetc
 def _record(repo: HubRepo, filename: str, commit: str, path: Path, digest: str) -> FetchedFile:
     origin = f"hf://{repo.repo_type}s/{repo.repo_id}/{filename}"
     return FetchedFile(filename, origin, commit, digest, path.stat().st_size)
+
+
+def fetch_hub_archives(repo: HubRepo, archives: dict[str, str], dest: Path, what: str) -> None:
+    """Each archive of ``repo`` (its path -> a folder name) unpacked into ``dest``, all recorded in fetch.json."""
+    repo.warn_if_unpinned()
+    records = []
+    for filename, folder in tqdm(archives.items(), desc=f"{what}: fetching", unit="archive"):
+        archive, record = hub_file(repo, filename)
+        unpack(archive, dest, folder)
+        records.append(record)
+    write_record(dest, records)
 
 
 def unpack(archive: Path, dest: Path, name: str) -> Path:

@@ -92,10 +92,10 @@ def _coco(subset: str, images: list, placeholder_id: int) -> dict:
                      "date_created": "2023-03-01T10:00:00+00:00"},
             "licenses": [{"id": 1, "url": "https://creativecommons.org/licenses/by/4.0/", "name": "CC BY 4.0"}],
             "categories": categories, "images": [], "annotations": []}
-    for image_id, (file_name, annotations) in enumerate(images):
+    for image_id, (file_name, labelled) in enumerate(images):
         coco["images"].append({"id": image_id, "license": 1, "file_name": file_name, "height": HEIGHT,
                                "width": WIDTH, "date_captured": "2023-03-01T10:00:00+00:00"})
-        for native, polygons in annotations:
+        for native, polygons in labelled:
             xs = [v for p in polygons for v in p[0::2]]
             ys = [v for p in polygons for v in p[1::2]]
             coco["annotations"].append({

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from eiad.errors import ConfigError, DataError, LayoutError
-from eiad.fetching import HubRepo, hub_file, unpack, write_record
+from eiad.fetching import HubRepo, fetch_hub_archives
 from eiad.layout import BadSamplePolicy, LayoutWriter, OrganiseReport
 from eiad.masks import read_mask
 from eiad.params import from_dict
@@ -96,16 +96,9 @@ class RealIADSource(Source):
 
     def fetch(self, params: dict[str, Any], dest: Path) -> None:
         config = from_dict(RealIADFetchConfig, params, f"sources.{self.key}.fetch")
-        repo = HubRepo(config.repo_id, config.revision, endpoint=config.endpoint)
-        repo.warn_if_unpinned()
-        archive, jsons = hub_file(repo, "realiad_jsons.zip")
-        unpack(archive, dest, "realiad_jsons")
-        records = [jsons]
-        for category in tqdm(config.categories or CATEGORIES, desc="Real-IAD: fetching", unit="category"):
-            archive, record = hub_file(repo, f"realiad_{config.resolution}/{category}.zip")
-            unpack(archive, dest, category)
-            records.append(record)
-        write_record(dest, records)
+        archives = {"realiad_jsons.zip": "realiad_jsons"}
+        archives.update({f"realiad_{config.resolution}/{c}.zip": c for c in config.categories or CATEGORIES})
+        fetch_hub_archives(HubRepo(config.repo_id, config.revision, endpoint=config.endpoint), archives, dest, self.name)
 
     def organise(self, params: dict[str, Any], raw: Path, dest: Path) -> OrganiseReport:
         config = from_dict(RealIADOrganiseConfig, params, f"sources.{self.key}.organise")

@@ -34,7 +34,7 @@ from pycocotools import mask as coco_rle
 from tqdm import tqdm
 
 from eiad.errors import BadSampleError, ConfigError, DataError, LayoutError
-from eiad.fetching import HubRepo, hub_file, unpack, write_record
+from eiad.fetching import HubRepo, fetch_hub_archives
 from eiad.layout import BadSamplePolicy, LayoutWriter, OrganiseReport, check_name
 from eiad.params import from_dict
 from eiad.sources import Source
@@ -221,9 +221,9 @@ def _add(writer: LayoutWriter, subset: str, split: str, image: CocoImage, unanno
             writer.add(subset, None, stem, image.path, None, group)
         return
     several = len(image.by_defect) > 1
-    for defect, annotations in sorted(image.by_defect.items()):
+    for defect, polygons in sorted(image.by_defect.items()):
         writer.add(subset, defect, f"{stem}__{defect}" if several else stem, image.path,
-                   lambda width, height, annotations=annotations: rasterise(annotations, image, width, height), group)
+                   lambda width, height, polygons=polygons: rasterise(polygons, image, width, height), group)
 
 
 class VisionSource(Source):
@@ -232,14 +232,8 @@ class VisionSource(Source):
 
     def fetch(self, params: dict[str, Any], dest: Path) -> None:
         config = from_dict(VisionFetchConfig, params, f"sources.{self.key}.fetch")
-        repo = HubRepo(config.repo_id, config.revision, endpoint=config.endpoint)
-        repo.warn_if_unpinned()
-        records = []
-        for subset in tqdm(config.subsets or sorted(defect_names()), desc="VISION: fetching", unit="sub-dataset"):
-            archive, record = hub_file(repo, f"{subset}.tar.gz")
-            unpack(archive, dest, subset)
-            records.append(record)
-        write_record(dest, records)
+        archives = {f"{subset}.tar.gz": subset for subset in config.subsets or sorted(defect_names())}
+        fetch_hub_archives(HubRepo(config.repo_id, config.revision, endpoint=config.endpoint), archives, dest, self.name)
 
     def organise(self, params: dict[str, Any], raw: Path, dest: Path) -> OrganiseReport:
         config = from_dict(VisionOrganiseConfig, params, f"sources.{self.key}.organise")
