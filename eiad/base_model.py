@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from eiad.errors import ConfigError
+from eiad.errors import ConfigError, DataError
 from eiad.fetching import HubRepo, hub_errors
 from eiad.io import read_jsonl
 from eiad.mmad import INSTRUCTION, QUERY_NOTE, TEMPLATE_NOTE
-from eiad.models import get_adapter
+from eiad.models import family_of, get_adapter
+from eiad.models.base import VLMAdapter
 from eiad.params import from_dict
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -23,6 +25,7 @@ class HubModel:
     repo_id: str = ""
     revision: str = ""  # a full commit hash: a branch or tag could move under us
     trust_remote_code: bool = False
+    endpoint: str | None = None  # None: the Hugging Face Hub (or $HF_ENDPOINT)
 
 
 @dataclass(frozen=True)
@@ -59,16 +62,34 @@ def corpus(ddqa: Path) -> Iterator[str]:
             yield from (message["content"] for message in record["messages"])
 
 
-def download(hub: HubModel, dest: Path) -> None:
-    """Snapshot a Hub repository at a pinned commit; the token comes from HF_TOKEN or `hf auth login`."""
-    from huggingface_hub import snapshot_download
+def check_architecture(adapter: VLMAdapter, config_file: Path, repo_id: str) -> None:
+    """The model's ``model_type`` must be one the family's adapter handles (checked before the weights come)."""
+    try:
+        model_type = json.loads(config_file.read_text(encoding="utf-8"))["model_type"]
+    except (OSError, json.JSONDecodeError, KeyError) as err:
+        raise DataError(config_file, f"is not a model config with a model_type ({err})") from err
+    if model_type not in adapter.model_types:
+        known = family_of(model_type)
+        hint = f"; it is family {known!r}: set model.family: {known}" if known else "; no adapter knows it"
+        raise ConfigError(f"{repo_id} is a {model_type!r} model, not one of family {adapter.family!r} "
+                          f"({', '.join(adapter.model_types)}){hint}")
+
+
+def download(hub: HubModel, adapter: VLMAdapter, dest: Path) -> None:
+    """Snapshot a Hub repository at a pinned commit; the token comes from HF_TOKEN or `hf auth login`.
+
+    Its config.json comes first: a model that is not of the adapter's family stops there.
+    """
+    from huggingface_hub import hf_hub_download, snapshot_download
 
     if not hub.repo_id or not _COMMIT.fullmatch(hub.revision):
         raise ConfigError(
             f"model.hub needs a repo_id and a pinned revision (a 40-hex commit), got {hub.repo_id!r} @ {hub.revision!r}"
         )
-    with hub_errors(HubRepo(hub.repo_id, hub.revision, repo_type="model"), "the model"):
-        snapshot_download(repo_id=hub.repo_id, revision=hub.revision, local_dir=dest)
+    where = {"repo_id": hub.repo_id, "revision": hub.revision, "endpoint": hub.endpoint}
+    with hub_errors(HubRepo(hub.repo_id, hub.revision, repo_type="model", endpoint=hub.endpoint), "the model"):
+        check_architecture(adapter, Path(hf_hub_download(filename="config.json", **where)), hub.repo_id)
+        snapshot_download(local_dir=dest, **where)
 
 
 def fetch_base_model(config: ModelConfig, dest: Path, ddqa: Path) -> None:
@@ -76,4 +97,4 @@ def fetch_base_model(config: ModelConfig, dest: Path, ddqa: Path) -> None:
     if config.source == "tiny":
         adapter.build_tiny(config.tiny, list(corpus(ddqa)), dest)
     else:
-        download(config.hub, dest)
+        download(config.hub, adapter, dest)

@@ -102,11 +102,29 @@ def test_missing_processor_and_bad_model_config(tiny_model, tmp_path):
 
 def test_hub_download_needs_a_pinned_revision_and_says_when_offline(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="pinned revision"):
-        download(HubModel(repo_id="Qwen/Qwen2-VL-2B-Instruct", revision="main"), tmp_path)
+        download(HubModel(repo_id="Qwen/Qwen2-VL-2B-Instruct", revision="main"), QWEN, tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(EiadError, match="unreachable"):
-        download(HubModel(repo_id="Qwen/Qwen2-VL-2B-Instruct", revision="a" * 40), tmp_path / "m")
+        download(HubModel(repo_id="Qwen/Qwen2-VL-2B-Instruct", revision="a" * 40), QWEN, tmp_path / "m")
+
+
+def test_a_model_of_another_family_stops_before_its_weights_download(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    from fake_hub import HubState, serve
+
+    commit = "b" * 40
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    state = HubState(commits={commit: commit})
+    state.add_repo("model", "lab/smol", {"config.json": b'{"model_type": "idefics3"}', "model.safetensors": b"0" * 64})
+    state.add_repo("model", "lab/odd", {"config.json": b'{"model_type": "llama"}'})
+    with serve(state) as url:
+        with pytest.raises(ConfigError, match="lab/smol is a 'idefics3' model, not one of family 'qwen2_vl'.*set "
+                                              "model.family: smolvlm"):
+            download(HubModel(repo_id="lab/smol", revision=commit, endpoint=url), QWEN, tmp_path / "a")
+        with pytest.raises(ConfigError, match="'llama' model.*no adapter knows it"):
+            download(HubModel(repo_id="lab/odd", revision=commit, endpoint=url), QWEN, tmp_path / "b")
+    assert not any(path.endswith("model.safetensors") for _, path, _ in state.requests)

@@ -23,6 +23,11 @@ def adapters() -> dict[str, VLMAdapter]:
     return found
 
 
+def family_of(model_type: str) -> str | None:
+    """The family whose adapter handles a config.json ``model_type``, if any."""
+    return next((family for family, adapter in adapters().items() if model_type in adapter.model_types), None)
+
+
 def get_adapter(family: str) -> VLMAdapter:
     try:
         return adapters()[family]

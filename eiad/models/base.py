@@ -50,6 +50,8 @@ class VLMAdapter:
     lora_presets: dict[str, str] = {}
     # files a merged folder must carry over from the base model besides weights and processor
     extra_files: tuple[str, ...] = ()
+    # the config.json model_type values of the models this adapter handles
+    model_types: tuple[str, ...] = ()
     # the family's model code lives in its Hub repository: it runs only on an explicit opt-in
     remote_code: bool = False
     # media key -> the dimension its tensors are joined on in a batch (0 unless listed)

@@ -49,6 +49,7 @@ class TinyLlavaOnevisionConfig(TinyConfig):
 
 class LlavaOnevisionAdapter(VLMAdapter):
     family = "llava_onevision"
+    model_types = ("llava_onevision",)
     lora_presets = {
         "llm": _LLM,
         "llm+projector": f"({_LLM}|{_PROJECTOR})",

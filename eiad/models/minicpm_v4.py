@@ -96,6 +96,7 @@ def _text_config(config: TinyMiniCPMV4Config, vocab_size: int, ids: dict[str, in
 
 class MiniCPMV4Adapter(VLMAdapter):
     family = "minicpm_v4"
+    model_types = ("minicpmv4_6", "minicpmv4_7")
     lora_presets = {
         "llm": _LLM,
         "llm+projector": f"({_LLM}|{_PROJECTOR})",

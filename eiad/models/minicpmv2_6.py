@@ -429,6 +429,7 @@ def _require_opt_in(trust_remote_code: bool) -> None:
 
 class MiniCPMV26Adapter(VLMAdapter):
     family = FAMILY
+    model_types = ("minicpmv",)
     remote_code = True
     lora_presets = {
         "llm": _LLM,

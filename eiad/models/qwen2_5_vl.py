@@ -23,6 +23,7 @@ _VISION = r"model\.visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(gate|up|down)_pr
 
 class Qwen25VLAdapter(VLMAdapter):
     family = "qwen2_5_vl"
+    model_types = ("qwen2_5_vl",)
     lora_presets = {
         "llm": _LLM,
         "llm+projector": f"({_LLM}|{_PROJECTOR})",

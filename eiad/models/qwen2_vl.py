@@ -78,6 +78,7 @@ def qwen_special_ids(ids: dict[str, int]) -> dict[str, int]:
 
 class Qwen2VLAdapter(VLMAdapter):
     family = "qwen2_vl"
+    model_types = ("qwen2_vl",)
     lora_presets = {
         "llm": _LLM,
         "llm+projector": f"({_LLM}|{_PROJECTOR})",

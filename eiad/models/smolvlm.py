@@ -56,6 +56,7 @@ class TinySmolVLMConfig(TinyConfig):
 
 class SmolVLMAdapter(VLMAdapter):
     family = "smolvlm"
+    model_types = ("idefics3", "smolvlm")
     lora_presets = {
         "llm": _LLM,
         "llm+projector": f"({_LLM}|{_PROJECTOR})",
