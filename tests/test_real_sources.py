@@ -11,6 +11,7 @@ import pytest
 from dvc_project import commit_all, make_project, run, set_param, stages_run
 from fake_hub import HubState, serve
 from native import (
+    BSDATA_SAMPLE,
     make_bsdata_repository,
     make_mmad_files,
     make_prreal,
@@ -20,7 +21,8 @@ from native import (
     zip_folder,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not BSDATA_SAMPLE.is_dir(), reason=f"{BSDATA_SAMPLE} (the real BSData sample) is not here")]
 HUB_COMMIT = "1" * 40
 MMAD_COMMIT = "2" * 40
 BSDATA_COMMIT = "3" * 40
