@@ -154,6 +154,15 @@ class VLMAdapter:
         raise ConfigError(f"model family {self.family!r} has no offline tiny model; use model.source: hub")
 
 
+def standard_presets(llm: str, projector: str, vision: str) -> dict[str, str]:
+    """The presets every family has, from regexes over its language model, projector and vision tower."""
+    return {
+        "llm": llm,
+        "llm+projector": f"({llm}|{projector})",
+        "all": f"({llm}|{projector}|{vision}|lm_head)",
+    }
+
+
 def concat_padded(tensors: Sequence[torch.Tensor], dim: int = 0) -> torch.Tensor:
     """Concatenate on ``dim`` after zero-padding every other dimension to the largest size.
 

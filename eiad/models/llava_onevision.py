@@ -14,7 +14,7 @@ from typing import Any
 
 
 from eiad.errors import ConfigError
-from eiad.models.base import VLMAdapter
+from eiad.models.base import VLMAdapter, standard_presets
 from eiad.models.tiny import TinyConfig, save_tiny, tiny_tokenizer
 from eiad.params import from_dict
 
@@ -50,11 +50,7 @@ class TinyLlavaOnevisionConfig(TinyConfig):
 class LlavaOnevisionAdapter(VLMAdapter):
     family = "llava_onevision"
     model_types = ("llava_onevision",)
-    lora_presets = {
-        "llm": _LLM,
-        "llm+projector": f"({_LLM}|{_PROJECTOR})",
-        "all": f"({_LLM}|{_PROJECTOR}|{_VISION}|lm_head)",
-    }
+    lora_presets = standard_presets(_LLM, _PROJECTOR, _VISION)
 
     def build_tiny(self, params: dict[str, Any], corpus: Sequence[str], dest: Path) -> None:
         from transformers import (
@@ -78,16 +74,7 @@ class LlavaOnevisionAdapter(VLMAdapter):
                 eos_token_id=ids["<|im_end|>"],
                 pad_token_id=ids["<|endoftext|>"],
             ),
-            vision_config={
-                "model_type": "siglip_vision_model",
-                "hidden_size": config.vision_width,
-                "intermediate_size": 2 * config.vision_width,
-                "num_hidden_layers": config.vision_depth,
-                "num_attention_heads": config.vision_heads,
-                "image_size": config.image_size,
-                "patch_size": config.patch_size,
-                "vision_use_head": False,
-            },
+            vision_config=config.vision_config(model_type="siglip_vision_model", vision_use_head=False),
             image_token_index=ids["<image>"],
             video_token_index=ids["<video>"],
             image_grid_pinpoints=pinpoints,

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 
 from eiad.errors import ConfigError
-from eiad.models.base import VLMAdapter
+from eiad.models.base import VLMAdapter, standard_presets
 from eiad.models.tiny import TinyConfig, save_tiny, tiny_tokenizer
 from eiad.params import from_dict
 
@@ -97,11 +97,7 @@ def _text_config(config: TinyMiniCPMV4Config, vocab_size: int, ids: dict[str, in
 class MiniCPMV4Adapter(VLMAdapter):
     family = "minicpm_v4"
     model_types = ("minicpmv4_6", "minicpmv4_7")
-    lora_presets = {
-        "llm": _LLM,
-        "llm+projector": f"({_LLM}|{_PROJECTOR})",
-        "all": f"({_LLM}|{_PROJECTOR}|{_VISION}|lm_head)",
-    }
+    lora_presets = standard_presets(_LLM, _PROJECTOR, _VISION)
     media_concat_dims = {"pixel_values": -1}  # (1, channels, patch, all patches of the batch)
 
     def build_tiny(self, params: dict[str, Any], corpus: Sequence[str], dest: Path) -> None:
@@ -115,14 +111,7 @@ class MiniCPMV4Adapter(VLMAdapter):
         suffix = config.version.replace(".", "_")
         model_config = getattr(transformers, f"MiniCPMV{suffix}Config")(
             text_config=_text_config(config, len(tokenizer), ids),
-            vision_config={
-                "hidden_size": config.vision_width,
-                "intermediate_size": 2 * config.vision_width,
-                "num_hidden_layers": config.vision_depth,
-                "num_attention_heads": config.vision_heads,
-                "image_size": config.image_size,
-                "patch_size": config.patch_size,
-            },
+            vision_config=config.vision_config(),
             insert_layer_id=(config.vision_depth - 1) // 2,  # early in the tower (MiniCPM-V: after block 6 of 27)
             image_size=config.image_size,
             image_token_id=ids["<|image_pad|>"],

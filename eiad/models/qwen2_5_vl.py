@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eiad.models.base import VLMAdapter
+from eiad.models.base import VLMAdapter, standard_presets
 from eiad.models.qwen2_vl import SPECIAL_TOKENS, TinyQwen2VLConfig, qwen_processor, qwen_special_ids, qwen_text_config
 from eiad.models.tiny import save_tiny, tiny_tokenizer
 from eiad.params import from_dict
@@ -24,11 +24,7 @@ _VISION = r"model\.visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(gate|up|down)_pr
 class Qwen25VLAdapter(VLMAdapter):
     family = "qwen2_5_vl"
     model_types = ("qwen2_5_vl",)
-    lora_presets = {
-        "llm": _LLM,
-        "llm+projector": f"({_LLM}|{_PROJECTOR})",
-        "all": f"({_LLM}|{_PROJECTOR}|{_VISION}|lm_head)",
-    }
+    lora_presets = standard_presets(_LLM, _PROJECTOR, _VISION)
 
     def build_tiny(self, params: dict[str, Any], corpus: Sequence[str], dest: Path) -> None:
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor

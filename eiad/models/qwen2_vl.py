@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eiad.models.base import VLMAdapter
+from eiad.models.base import VLMAdapter, standard_presets
 from eiad.models.tiny import TinyConfig, save_tiny, tiny_tokenizer
 from eiad.params import from_dict
 
@@ -79,11 +79,7 @@ def qwen_special_ids(ids: dict[str, int]) -> dict[str, int]:
 class Qwen2VLAdapter(VLMAdapter):
     family = "qwen2_vl"
     model_types = ("qwen2_vl",)
-    lora_presets = {
-        "llm": _LLM,
-        "llm+projector": f"({_LLM}|{_PROJECTOR})",
-        "all": f"({_LLM}|{_PROJECTOR}|{_VISION}|lm_head)",
-    }
+    lora_presets = standard_presets(_LLM, _PROJECTOR, _VISION)
 
     def build_tiny(self, params: dict[str, Any], corpus: Sequence[str], dest: Path) -> None:
         from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor

@@ -15,7 +15,7 @@ from typing import Any
 
 
 from eiad.errors import ConfigError
-from eiad.models.base import VLMAdapter
+from eiad.models.base import VLMAdapter, standard_presets
 from eiad.models.tiny import TinyConfig, save_tiny, tiny_tokenizer
 from eiad.params import from_dict
 
@@ -57,11 +57,7 @@ class TinySmolVLMConfig(TinyConfig):
 class SmolVLMAdapter(VLMAdapter):
     family = "smolvlm"
     model_types = ("idefics3", "smolvlm")
-    lora_presets = {
-        "llm": _LLM,
-        "llm+projector": f"({_LLM}|{_PROJECTOR})",
-        "all": f"({_LLM}|{_PROJECTOR}|{_VISION}|lm_head)",
-    }
+    lora_presets = standard_presets(_LLM, _PROJECTOR, _VISION)
 
     def build_tiny(self, params: dict[str, Any], corpus: Sequence[str], dest: Path) -> None:
         from transformers import (
@@ -82,14 +78,7 @@ class SmolVLMAdapter(VLMAdapter):
                 eos_token_id=ids["<end_of_utterance>"],
                 pad_token_id=ids["<|endoftext|>"],
             ),
-            vision_config={
-                "hidden_size": config.vision_width,
-                "intermediate_size": 2 * config.vision_width,
-                "num_hidden_layers": config.vision_depth,
-                "num_attention_heads": config.vision_heads,
-                "image_size": config.image_size,
-                "patch_size": config.patch_size,
-            },
+            vision_config=config.vision_config(),
             scale_factor=config.scale_factor,
             image_token_id=ids["<image>"],
             pad_token_id=ids["<|endoftext|>"],

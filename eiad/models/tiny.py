@@ -52,6 +52,19 @@ class TinyConfig:
         }
 
 
+    def vision_config(self, **extra: Any) -> dict[str, Any]:
+        """A ViT tower's sizes in transformers' (SigLIP-style) names, plus the family's own keys."""
+        return {
+            "hidden_size": self.vision_width,
+            "intermediate_size": 2 * self.vision_width,
+            "num_hidden_layers": self.vision_depth,
+            "num_attention_heads": self.vision_heads,
+            "image_size": self.image_size,
+            "patch_size": self.patch_size,
+            **extra,
+        }
+
+
 def tiny_tokenizer(corpus: Sequence[str], vocab_size: int, special_tokens: Sequence[str],
                    **roles: Any) -> tuple[Any, dict[str, int]]:
     """A fast tokenizer trained on ``corpus`` (``roles``: eos_token, pad_token...) and its special ids."""
