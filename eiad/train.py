@@ -32,6 +32,7 @@ from eiad.models.base import DTYPES, IGNORE_INDEX, Example, VLMAdapter, matching
 log = logging.getLogger(__name__)
 
 FINGERPRINT = "eiad-run.json"
+COMPLETE = "eiad-run.complete"  # written when the run finished: its checkpoints are not to be resumed
 Precision = Literal["fp32", "bf16", "fp16"]
 LossReduction = Literal["token", "sample"]
 # train.deepspeed may name one of these (configs/deepspeed/<name>.json) instead of giving a path
@@ -161,9 +162,14 @@ def _fingerprint(config: TrainConfig, train_file: Path, model_dir: Path, world_s
 
 
 def _resume_point(checkpoints: Path, fingerprint: dict[str, Any]) -> bool:
-    """True when ``checkpoints`` holds a checkpoint of this very run; otherwise clears it."""
+    """True when ``checkpoints`` holds a checkpoint of this very run, interrupted; otherwise clears it.
+
+    A finished run's last checkpoint is not resumed: re-running the stage (after a code change,
+    say) would otherwise "resume" at the last step and report that step's metrics as the run's.
+    """
     stamp = checkpoints / FINGERPRINT
-    if stamp.is_file() and json.loads(stamp.read_text()) == fingerprint and any(checkpoints.glob("checkpoint-*")):
+    if (stamp.is_file() and json.loads(stamp.read_text()) == fingerprint and not (checkpoints / COMPLETE).exists()
+            and any(checkpoints.glob("checkpoint-*"))):
         return True
     shutil.rmtree(checkpoints, ignore_errors=True)
     checkpoints.mkdir(parents=True)
@@ -311,6 +317,8 @@ def _train(adapter: VLMAdapter, model_dir: Path, train_file: Path, out: Path, ch
         )
         result = trainer.train(resume_from_checkpoint=resume or None)
     save_adapter(model, out, main, bool(config.deepspeed))
+    if main:
+        (checkpoints / COMPLETE).touch()
     return {key: float(value) for key, value in result.metrics.items()}
 
 

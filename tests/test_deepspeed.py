@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from eiad.errors import ConfigError
 from eiad.models import get_adapter
-from eiad.train import DEEPSPEED_CONFIGS, LoraSettings, TrainConfig, deepspeed_config_file, train_lora
+from eiad.train import COMPLETE, DEEPSPEED_CONFIGS, LoraSettings, TrainConfig, deepspeed_config_file, train_lora
 
 QWEN = get_adapter("qwen2_vl")
 CONFIG = TrainConfig(
@@ -82,7 +82,8 @@ def test_zero2_resumes_an_interrupted_run(tiny_model, small_ddqa, tmp_path):
     _run(first, tiny_model, small_ddqa, config)
     second = tmp_path / "second"
     shutil.copytree(first / "checkpoints", second / "checkpoints")
-    shutil.rmtree(second / "checkpoints" / "checkpoint-4")  # killed after the checkpoint at step 2
+    shutil.rmtree(second / "checkpoints" / "checkpoint-4")  # killed after the checkpoint at step 2,
+    (second / "checkpoints" / COMPLETE).unlink()  # so it never finished
     assert list((second / "checkpoints" / "checkpoint-2").glob("global_step2/*optim_states.pt"))  # DeepSpeed's own
     _, curve = _run(second, tiny_model, small_ddqa, config)
     assert len(curve) == 2  # steps 3 and 4 only: the first two were not trained again

@@ -11,7 +11,7 @@ from eiad.ddqa import record_prompt
 from eiad.io import read_jsonl
 from eiad.merge import load_with_adapter, merge_lora
 from eiad.models import get_adapter
-from eiad.train import LoraSettings, TrainConfig, train_lora
+from eiad.train import COMPLETE, LoraSettings, TrainConfig, train_lora
 
 QWEN = get_adapter("qwen2_vl")
 CONFIG = TrainConfig(
@@ -45,10 +45,11 @@ def test_a_few_steps_lower_the_loss(trained):
 
 def test_resume_after_an_interrupted_run(trained, tiny_model, small_ddqa, tmp_path):
     root, _ = trained
-    # an interrupted run: only the checkpoint at step 20 survived
+    # an interrupted run: only the checkpoint at step 20 survived, and it never finished
     checkpoints = tmp_path / "checkpoints"
     shutil.copytree(root / "checkpoints", checkpoints)
     shutil.rmtree(checkpoints / "checkpoint-30")
+    (checkpoints / COMPLETE).unlink()
     train_lora(QWEN, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", checkpoints,
                tmp_path / "metrics", CONFIG)
     state = json.loads((checkpoints / "checkpoint-30" / "trainer_state.json").read_text())
@@ -62,6 +63,18 @@ def test_resume_after_an_interrupted_run(trained, tiny_model, small_ddqa, tmp_pa
     second = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     assert first.keys() == second.keys()
     assert all(torch.allclose(first[k], second[k], atol=1e-5) for k in first)  # same result as uninterrupted
+
+
+def test_a_finished_run_is_trained_again_not_resumed(trained, tiny_model, small_ddqa, tmp_path):
+    root, result = trained
+    checkpoints = tmp_path / "checkpoints"
+    shutil.copytree(root / "checkpoints", checkpoints)
+    assert (checkpoints / COMPLETE).exists()
+    again = train_lora(QWEN, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", checkpoints,
+                       tmp_path / "metrics", CONFIG)
+    assert again["train_loss"] == pytest.approx(result["train_loss"], rel=1e-4)  # all 30 steps, not the last one
+    state = json.loads((checkpoints / "checkpoint-30" / "trainer_state.json").read_text())
+    assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == [5, 10, 15, 20, 25, 30]
 
 
 def test_other_settings_start_afresh(trained, tiny_model, small_ddqa, tmp_path):
