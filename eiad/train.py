@@ -70,6 +70,10 @@ class TrainConfig:
     save_total_limit: int = 2
     logging_steps: int = 10
     loss_reduction: LossReduction = "token"  # token: ms-swift's mean over answer tokens
+    # eager: every record encoded once, up front, and kept (fast for small sets); lazy: encoded
+    # when a batch needs it, so memory does not grow with the data (pixels of real images)
+    encoding: Literal["eager", "lazy"] = "lazy"
+    dataloader_workers: int = 0  # processes encoding batches ahead of the GPU (lazy encoding)
     launch: LaunchSettings = field(default_factory=LaunchSettings)
 
     def __post_init__(self) -> None:
@@ -79,6 +83,8 @@ class TrainConfig:
             raise ConfigError("train: DeepSpeed is asked for but not installed (pip install -e '.[deepspeed]')")
         if min(self.per_device_batch, self.grad_accum, self.lora.r, self.save_steps, self.logging_steps) < 1:
             raise ConfigError("train: batch, accumulation, LoRA rank, save and logging steps must be >= 1")
+        if self.dataloader_workers < 0:
+            raise ConfigError("train.dataloader_workers must be >= 0")
 
 
 def deepspeed_config_file(name_or_path: str) -> Path:
@@ -106,6 +112,36 @@ def encode_dataset(adapter: VLMAdapter, processor: Any, records: list[dict[str, 
     if not examples:
         raise ConfigError(f"train: no record fits max_length={max_length}")
     return examples
+
+
+class LazyExamples(torch.utils.data.Dataset):
+    """Records encoded when the data loader asks for them; nothing is kept.
+
+    A record longer than ``max_length`` is replaced by the next one that fits, as ms-swift's
+    lazy dataset replaces it (by a random one there; the next one here, so runs repeat exactly).
+    """
+
+    def __init__(self, adapter: VLMAdapter, processor: Any, records: list[dict[str, Any]], max_length: int) -> None:
+        if not records:
+            raise ConfigError("train: the training file holds no record")
+        self.adapter, self.processor, self.records, self.max_length = adapter, processor, records, max_length
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> Example:
+        for offset in range(len(self.records)):
+            example = self._encode((index + offset) % len(self.records))
+            if example.length <= self.max_length:
+                if offset:
+                    log.warning("record %d is longer than max_length=%d tokens: record %d trains in its place",
+                                index, self.max_length, (index + offset) % len(self.records))
+                return example
+        raise ConfigError(f"train: no record fits max_length={self.max_length}")
+
+    def _encode(self, index: int) -> Example:
+        prompt, answer = record_prompt(self.records[index])
+        return self.adapter.encode(self.processor, prompt, answer)
 
 
 def attach_lora(model: Any, adapter: VLMAdapter, settings: LoraSettings) -> Any:
@@ -215,7 +251,7 @@ def training_arguments(config: TrainConfig, checkpoints: Path) -> Any:
         logging_steps=config.logging_steps,
         report_to="none",  # DVCLive is attached by train_lora, writing where dvc.yaml expects it
         remove_unused_columns=False,
-        dataloader_num_workers=0,
+        dataloader_num_workers=config.dataloader_workers,
         disable_tqdm=False,
     )
 
@@ -302,7 +338,11 @@ def _train(adapter: VLMAdapter, model_dir: Path, train_file: Path, out: Path, ch
     model = attach_lora(model, adapter, config.lora)  # fails fast, before encoding the data
     if config.gradient_checkpointing:
         model.enable_input_require_grads()
-    examples = encode_dataset(adapter, processor, read_jsonl(train_file), config.max_length)
+    records = read_jsonl(train_file)
+    if config.encoding == "eager":
+        examples: Any = encode_dataset(adapter, processor, records, config.max_length)
+    else:
+        examples = LazyExamples(adapter, processor, records, config.max_length)
     fingerprint = _fingerprint(config, train_file, model_dir, arguments.world_size)
     resume = _agreed_resume_point(checkpoints, fingerprint, main)
     pad_id = processor.tokenizer.pad_token_id

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from eiad.ddqa import record_prompt
+from eiad.errors import ConfigError
 from eiad.io import read_jsonl
 from eiad.merge import load_with_adapter, merge_lora
 from eiad.models import get_adapter
@@ -15,7 +16,7 @@ from eiad.train import COMPLETE, LoraSettings, TrainConfig, train_lora
 
 QWEN = get_adapter("qwen2_vl")
 CONFIG = TrainConfig(
-    seed=0, lora=LoraSettings(r=8, alpha=16, dropout=0.0, targets="all"), learning_rate=3e-3, max_steps=30,
+    encoding="eager", seed=0, lora=LoraSettings(r=8, alpha=16, dropout=0.0, targets="all"), learning_rate=3e-3, max_steps=30,
     per_device_batch=8, grad_accum=1, warmup_ratio=0.0, scheduler="constant", weight_decay=0.0,
     max_grad_norm=1.0, save_steps=10, save_total_limit=5, logging_steps=5, max_length=256,
 )
@@ -75,6 +76,29 @@ def test_a_finished_run_is_trained_again_not_resumed(trained, tiny_model, small_
     assert again["train_loss"] == pytest.approx(result["train_loss"], rel=1e-4)  # all 30 steps, not the last one
     state = json.loads((checkpoints / "checkpoint-30" / "trainer_state.json").read_text())
     assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == [5, 10, 15, 20, 25, 30]
+
+
+def test_lazy_encoding_trains_as_eager_does(trained, tiny_model, small_ddqa, tmp_path):
+    root, result = trained  # CONFIG encodes eagerly
+    lazy = train_lora(QWEN, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", tmp_path / "checkpoints",
+                      tmp_path / "metrics", replace(CONFIG, encoding="lazy"))
+    assert lazy["train_loss"] == pytest.approx(result["train_loss"], rel=1e-5)
+    assert _loss_curve(tmp_path / "metrics") == pytest.approx(_loss_curve(root / "metrics"), rel=1e-5)
+
+
+def test_lazy_encoding_replaces_a_record_that_is_too_long(tiny_model, small_ddqa):
+    from eiad.train import LazyExamples
+
+    processor = QWEN.load_processor(tiny_model)
+    records = read_jsonl(small_ddqa / "train.jsonl")
+    length = [QWEN.encode(processor, *record_prompt(r)).length for r in records]
+    longest = max(range(len(records)), key=length.__getitem__)
+    examples = LazyExamples(QWEN, processor, records, max_length=length[longest] - 1)
+    after = [i % len(records) for i in range(longest + 1, longest + len(records))]
+    substitute = next(i for i in after if length[i] < length[longest])  # the next record that fits
+    assert examples[longest].length == length[substitute]
+    with pytest.raises(ConfigError, match="no record fits max_length=3"):
+        LazyExamples(QWEN, processor, records, max_length=3)[0]
 
 
 def test_other_settings_start_afresh(trained, tiny_model, small_ddqa, tmp_path):
