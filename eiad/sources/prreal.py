@@ -14,6 +14,7 @@ Anything else stops with an error that describes this layout.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,9 @@ class PRRealSource(Source):
 
     def fetch(self, params: dict[str, Any], dest: Path) -> None:
         config = from_dict(PRRealFetchConfig, params, f"sources.{self.key}.fetch")
-        archive, record = fetch_url(config.url, "PR-REAL.archive", config.sha256)
+        # named by its URL: a download from another URL (a mirror, a new file) is not mistaken for this one
+        name = f"PR-REAL-{hashlib.sha256(config.url.encode()).hexdigest()[:12]}.archive"
+        archive, record = fetch_url(config.url, name, config.sha256)
         unpack(archive, dest, "PR-REAL")
         write_record(dest, [record])
 
