@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
-import re
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from eiad.errors import ConfigError, DataError
-from eiad.fetching import HubRepo, hub_errors
+from eiad.fetching import HubRepo, hub_errors, is_commit
 from eiad.io import read_jsonl
 from eiad.mmad import INSTRUCTION, QUERY_NOTE, TEMPLATE_NOTE
 from eiad.models import family_of, get_adapter
 from eiad.models.base import VLMAdapter
 from eiad.params import from_dict
 
-_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -78,18 +78,33 @@ def check_architecture(adapter: VLMAdapter, config_file: Path, repo_id: str) -> 
 def download(hub: HubModel, adapter: VLMAdapter, dest: Path) -> None:
     """Snapshot a Hub repository at a pinned commit; the token comes from HF_TOKEN or `hf auth login`.
 
-    Its config.json comes first: a model that is not of the adapter's family stops there.
+    Its config.json comes first: a model that is not of the adapter's family stops there. The
+    snapshot lands in the Hugging Face cache and is hard-linked into ``dest``, so re-running the
+    stage (after a code change, say) downloads nothing again.
     """
     from huggingface_hub import hf_hub_download, snapshot_download
 
-    if not hub.repo_id or not _COMMIT.fullmatch(hub.revision):
+    if not hub.repo_id or not is_commit(hub.revision):
         raise ConfigError(
             f"model.hub needs a repo_id and a pinned revision (a 40-hex commit), got {hub.repo_id!r} @ {hub.revision!r}"
         )
     where = {"repo_id": hub.repo_id, "revision": hub.revision, "endpoint": hub.endpoint}
     with hub_errors(HubRepo(hub.repo_id, hub.revision, repo_type="model", endpoint=hub.endpoint), "the model"):
         check_architecture(adapter, Path(hf_hub_download(filename="config.json", **where)), hub.repo_id)
-        snapshot_download(local_dir=dest, **where)
+        snapshot = Path(snapshot_download(**where))
+    link_tree(snapshot, dest)
+
+
+def link_tree(source: Path, dest: Path) -> None:
+    """Every file under ``source`` (symlinks followed) hard-linked into ``dest``, copied across file systems."""
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            target = dest / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path.resolve(), target)
+            except OSError:
+                shutil.copy2(path.resolve(), target)
 
 
 def fetch_base_model(config: ModelConfig, dest: Path, ddqa: Path) -> None:

@@ -4,6 +4,7 @@ cannot write outside its target folder."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import shutil
@@ -36,42 +37,59 @@ def download(url: str, dest: Path, sha256: str | None = None, timeout: float = 6
 
     A complete ``dest`` with the expected checksum is a no-op. The checksum is verified before
     the file is renamed into place; a mismatch deletes the partial file and raises. ``headers``
-    (e.g. a Hub token) are sent but never logged.
+    (e.g. a Hub token) go to ``url``'s host only, never to a host it redirects to, and are
+    never logged.
     """
     if dest.is_file() and (sha256 is None or sha256_of(dest) == sha256):
         log.info("%s already complete", dest)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    offset = part.stat().st_size if part.is_file() else 0
-    request = urllib.request.Request(url, headers={**(headers or {}), **({"Range": f"bytes={offset}-"} if offset else {})})
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and offset:  # the partial file is already whole
-            response = None
-        else:
-            raise EiadError(f"cannot download {url}: HTTP {err.code} {err.reason}") from err
-    except (urllib.error.URLError, OSError) as err:
-        raise EiadError(f"cannot download {url}: {getattr(err, 'reason', err)} (offline?)") from err
-    if response is not None:
-        with response:
-            resumed = response.status == 206
-            if not resumed:
-                offset = 0  # the server ignored the range: start over
-            remaining = int(response.headers.get("Content-Length") or 0)
-            check_free_space(dest.parent, remaining)
-            with open(part, "ab" if resumed else "wb") as handle, tqdm(
-                total=offset + remaining or None, initial=offset, unit="B", unit_scale=True, desc=dest.name
-            ) as progress:
-                for block in iter(lambda: response.read(CHUNK), b""):
-                    handle.write(block)
-                    progress.update(len(block))
+    _fetch_into(url, part, timeout, headers or {})
     if sha256 is not None and (actual := sha256_of(part)) != sha256:
         part.unlink()
         raise DataError(dest, f"checksum mismatch: expected sha256 {sha256}, got {actual}; the download was deleted")
     os.replace(part, dest)
     return dest
+
+
+def _fetch_into(url: str, part: Path, timeout: float, headers: dict[str, str]) -> None:
+    """Append the rest of ``url`` to ``part``. A transfer cut short keeps what came, and raises."""
+    offset = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    for name, value in headers.items():
+        request.add_unredirected_header(name, value)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and offset:  # the partial file is already whole
+            return
+        raise EiadError(f"cannot download {url}: HTTP {err.code} {err.reason}") from err
+    except (urllib.error.URLError, OSError) as err:
+        raise EiadError(f"cannot download {url}: {getattr(err, 'reason', err)} (offline?)") from err
+    with response:
+        resumed = response.status == 206
+        if not resumed:
+            offset = 0  # the server ignored the range: start over
+        remaining = int(response.headers.get("Content-Length") or 0)
+        check_free_space(part.parent, remaining)
+        log.info("%s: %.2f GB to download", part.name.removesuffix(".part"), remaining / 1e9)
+        received = 0
+        try:
+            with open(part, "ab" if resumed else "wb") as handle, tqdm(
+                total=offset + remaining or None, initial=offset, unit="B", unit_scale=True, desc=part.name
+            ) as progress:
+                for block in iter(lambda: response.read(CHUNK), b""):
+                    handle.write(block)
+                    received += len(block)
+                    progress.update(len(block))
+        except (OSError, http.client.HTTPException) as err:
+            raise EiadError(f"download of {url} interrupted after {offset + received} bytes ({err}); "
+                            "run the stage again to resume") from err
+    # http.client returns b"" when a connection closes early instead of raising
+    if remaining and received < remaining:
+        raise EiadError(f"download of {url} stopped after {offset + received} of {offset + remaining} bytes; "
+                        "run the stage again to resume")
 
 
 def check_free_space(folder: Path, needed: int) -> None:
@@ -84,7 +102,13 @@ def extract(archive: Path, target: Path) -> None:
     """Unpack a zip or tar archive into ``target``, refusing any member that would land outside
     it (absolute paths, ``..``) and, for tar, links pointing outside and special files."""
     target.mkdir(parents=True, exist_ok=True)
-    root = target.resolve()
+    try:
+        _extract(archive, target, target.resolve())
+    except (zipfile.BadZipFile, tarfile.ReadError, EOFError, OSError) as err:
+        raise DataError(archive, f"cannot be unpacked ({err}); delete it and fetch again") from err
+
+
+def _extract(archive: Path, target: Path, root: Path) -> None:
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as bundle:
             _refuse_escapes(archive, root, bundle.namelist())

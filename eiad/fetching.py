@@ -35,6 +35,11 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
+def is_commit(revision: str) -> bool:
+    """A full commit hash: the only revision that cannot move under us."""
+    return bool(_COMMIT.fullmatch(revision))
+
+
 @dataclass(frozen=True)
 class FetchedFile:
     """One downloaded file as ``fetch.json`` records it."""
@@ -84,7 +89,7 @@ class HubRepo:
         return f"{self.endpoint or 'https://huggingface.co'}/{kind}{self.repo_id}"
 
     def warn_if_unpinned(self) -> None:
-        if not _COMMIT.fullmatch(self.revision):
+        if not is_commit(self.revision):
             log.warning("%s @ %s is a moving reference; fetch.json records the commit it resolved to, pin that "
                         "commit as the revision for a fixed download", self.repo_id, self.revision)
 
@@ -145,7 +150,7 @@ def hub_file(repo: HubRepo, filename: str, sha256: str = "") -> tuple[Path, Fetc
     from huggingface_hub.utils import build_hf_headers
 
     local = downloads_dir() / "hf" / repo.repo_type / repo.repo_id
-    if _COMMIT.fullmatch(repo.revision) and (path := local / repo.revision / filename).is_file():
+    if is_commit(repo.revision) and (path := local / repo.revision / filename).is_file():
         digest = sha256_of(path)  # verified when it was downloaded; checked again against a pin
         if sha256 and digest != sha256:
             raise DataError(path, f"checksum mismatch: expected sha256 {sha256}, got {digest}; delete it and fetch again")

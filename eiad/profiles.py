@@ -9,7 +9,6 @@ an experiment that ``dvc exp show`` lists and ``dvc exp apply`` can make the wor
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,10 @@ import yaml
 
 from eiad.base_model import model_config
 from eiad.errors import ConfigError, EiadError
+from eiad.fetching import is_commit
 from eiad.params import from_dict
 
 PROFILES = Path("profiles")  # beside params.yaml, in the project's root
-_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 def load_profile(name_or_path: str) -> dict[str, Any]:
@@ -70,17 +69,22 @@ def check(params: dict[str, Any]) -> None:
     from eiad.train import TrainConfig
 
     model = model_config(params["model"])
-    if model.source == "hub" and not _COMMIT.fullmatch(model.hub.revision):
+    if model.source == "hub" and not is_commit(model.hub.revision):
         raise ConfigError(f"model.hub.revision must be a 40-hex commit of {model.hub.repo_id} (its Hub page, "
                           f"'Files and versions'); add model.hub.revision=<commit> to the command")
     from_dict(TrainConfig, params["train"], "train")
 
 
 def exp_run_arguments(overrides: dict[str, Any]) -> list[str]:
-    """``-S key=value`` pairs; values as compact JSON (which is YAML) so the shell keeps each whole."""
+    """``-S key=value`` pairs; values as compact JSON (which is YAML) so the shell keeps each whole.
+
+    A string stays bare only when it reads back as itself: "256" or "true" are quoted, or DVC
+    would store a number or a boolean.
+    """
     arguments = []
     for key, value in overrides.items():
-        text = value if isinstance(value, str) and value else json.dumps(value, separators=(",", ":"))
+        bare = isinstance(value, str) and value and yaml.safe_load(value) == value
+        text = value if bare else json.dumps(value, separators=(",", ":"))
         if any(c.isspace() for c in f"{key}{text}"):
             raise ConfigError(f"{key}: a value with spaces cannot pass through $(...); set it with -S by hand")
         arguments += ["-S", f"{key}={text}"]

@@ -5,6 +5,7 @@ import http.server
 import io
 import tarfile
 import threading
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -21,10 +22,17 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 
     files: dict[str, bytes] = {}
     requests: list[tuple[str, str | None]] = []
+    cut: set[str] = set()
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
         body = self.files.get(self.path)
         self.requests.append((self.path, self.headers.get("Range")))
+        if self.path == "/moved":
+            self.send_response(302)
+            self.send_header("Location", "/payload.bin")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if body is None:
             self.send_error(404)
             return
@@ -35,7 +43,9 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(206 if start else 200)
         self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
-        self.wfile.write(body[start:])
+        # a connection that drops: the first answer stops half way, without an error
+        end = start + (len(body) - start) // 2 if self.path in self.cut and len(self.requests) == 1 else len(body)
+        self.wfile.write(body[start:end])
 
     def log_message(self, *args):
         pass
@@ -45,6 +55,7 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 def server():
     RangeHandler.files = {"/payload.bin": PAYLOAD}
     RangeHandler.requests = []
+    RangeHandler.cut = set()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -68,6 +79,34 @@ def test_download_resumes_a_partial_file(server, tmp_path):
     download(f"{server}/payload.bin", tmp_path / "payload.bin", SHA)
     assert RangeHandler.requests == [("/payload.bin", "bytes=300000-")]
     assert (tmp_path / "payload.bin").read_bytes() == PAYLOAD
+
+
+def test_a_transfer_cut_short_keeps_what_came_and_resumes(server, tmp_path):
+    RangeHandler.cut = {"/payload.bin"}
+    dest = tmp_path / "payload.bin"
+    with pytest.raises(EiadError, match=r"stopped after 524288 of 1048576 bytes; run the stage again to resume"):
+        download(f"{server}/payload.bin", dest)  # no checksum pinned: the length alone must catch it
+    assert not dest.exists() and (tmp_path / "payload.bin.part").stat().st_size == len(PAYLOAD) // 2
+    download(f"{server}/payload.bin", dest, SHA)
+    assert RangeHandler.requests[-1] == ("/payload.bin", "bytes=524288-") and dest.read_bytes() == PAYLOAD
+
+
+def test_a_token_is_not_sent_on_to_a_redirect(server, tmp_path):
+    seen = []
+
+    class Recorder(urllib.request.BaseHandler):
+        def http_request(self, request):
+            seen.append((request.full_url, request.has_header("Authorization")))
+            return request
+
+    RangeHandler.files["/moved"] = None  # answered with a redirect to /payload.bin by the handler below
+    opener = urllib.request.build_opener(Recorder())
+    urllib.request.install_opener(opener)
+    try:
+        download(f"{server}/moved", tmp_path / "p.bin", SHA, headers={"Authorization": "Bearer secret"})
+    finally:
+        urllib.request.install_opener(None)
+    assert seen == [(f"{server}/moved", True), (f"{server}/payload.bin", False)]
 
 
 def test_checksum_mismatch_deletes_the_download(server, tmp_path):

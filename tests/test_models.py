@@ -128,3 +128,18 @@ def test_a_model_of_another_family_stops_before_its_weights_download(tmp_path, m
         with pytest.raises(ConfigError, match="'llama' model.*no adapter knows it"):
             download(HubModel(repo_id="lab/odd", revision=commit, endpoint=url), QWEN, tmp_path / "b")
     assert not any(path.endswith("model.safetensors") for _, path, _ in state.requests)
+
+
+def test_a_hub_snapshot_is_linked_not_downloaded_again(tmp_path):
+    from eiad.base_model import link_tree
+
+    blobs, snapshot = tmp_path / "blobs", tmp_path / "snapshots" / ("c" * 40)
+    (snapshot / "sub").mkdir(parents=True)
+    blobs.mkdir()
+    for name, data in (("config.json", b"{}"), ("sub/model.safetensors", b"weights")):
+        (blobs / name.replace("/", "_")).write_bytes(data)
+        (snapshot / name).symlink_to(blobs / name.replace("/", "_"))  # the Hugging Face cache's layout
+    link_tree(snapshot, tmp_path / "model")
+    copied = tmp_path / "model" / "sub" / "model.safetensors"
+    assert copied.read_bytes() == b"weights" and not copied.is_symlink()
+    assert copied.stat().st_ino == (blobs / "sub_model.safetensors").stat().st_ino  # a hard link: no second copy

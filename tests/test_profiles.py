@@ -47,6 +47,7 @@ def test_a_profile_fails_before_anything_runs():
 def test_values_survive_the_shell_and_dvc():
     assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": {}}) == {"a.b": 1, "a.c": [1, 2], "d": {}}
     assert exp_run_arguments({"x": "", "y": None, "z": ["a", "b"]}) == ["-S", 'x=""', "-S", "y=null", "-S", 'z=["a","b"]']
+    assert exp_run_arguments({"r": "256", "t": "true", "s": "swift2"}) == ["-S", 'r="256"', "-S", 't="true"', "-S", "s=swift2"]
     with pytest.raises(ConfigError, match="spaces"):
         exp_run_arguments({"x": "two words"})
 

@@ -34,6 +34,23 @@ def test_unified_layout_is_copied_with_masks_and_groups(tmp_path):
     assert len({s.group for s in samples}) == len(samples)
 
 
+def test_an_archive_of_one_class_keeps_its_class(tmp_path, monkeypatch):
+    import eiad.sources.prreal as prreal
+    from eiad.fetching import FetchedFile
+    from native import zip_folder
+
+    one_class = make_prreal(tmp_path / "layout")
+    archive = tmp_path / "PR-REAL.zip"
+    archive.write_bytes(zip_folder(one_class))  # PRR/ at the top: a class, not a wrapper
+    monkeypatch.setattr(prreal, "fetch_url", lambda url, name, sha256: (archive, FetchedFile(
+        name, url, "", "0" * 64, archive.stat().st_size)))
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    PRREAL.fetch({"url": "http://mirror.invalid/prreal"}, raw)
+    _organise(raw, tmp_path / "out")
+    assert {s.cls for s in read_manifest(tmp_path / "out")} == {"PRR"}
+
+
 def test_grey_masks_are_thresholded(tmp_path):
     raw = make_prreal(tmp_path / "raw")
     mask = raw / "PRR" / "NG" / "dent" / "mask" / "dent_0.png"

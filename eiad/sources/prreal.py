@@ -22,7 +22,8 @@ from typing import Any
 from tqdm import tqdm
 
 from eiad.errors import LayoutError
-from eiad.fetching import fetch_url, unpack, write_record
+from eiad.download import extract
+from eiad.fetching import RECORD, fetch_url, write_record
 from eiad.layout import OK, BadSamplePolicy, LayoutWriter, OrganiseReport, check_name
 from eiad.masks import read_mask
 from eiad.params import from_dict
@@ -72,7 +73,7 @@ def _images(folder: Path) -> dict[str, Path]:
 
 def layout_root(raw: Path) -> Path:
     """``raw`` itself, or the one folder wrapping the layout (archives often add one)."""
-    entries = [entry for entry in _folders(raw) if entry.name != "fetch.json"]
+    entries = [entry for entry in _folders(raw) if entry.name != RECORD]
     if len(entries) == 1 and entries[0].is_dir() and not (entries[0] / OK).is_dir() \
             and not (entries[0] / "NG").is_dir():
         return entries[0]
@@ -88,14 +89,15 @@ class PRRealSource(Source):
         # named by its URL: a download from another URL (a mirror, a new file) is not mistaken for this one
         name = f"PR-REAL-{hashlib.sha256(config.url.encode()).hexdigest()[:12]}.archive"
         archive, record = fetch_url(config.url, name, config.sha256)
-        unpack(archive, dest, "PR-REAL")
+        # extracted as it is: a wrapping folder is told from a class folder when organising
+        extract(archive, dest)
         write_record(dest, [record])
 
     def organise(self, params: dict[str, Any], raw: Path, dest: Path) -> OrganiseReport:
         config = from_dict(PRRealOrganiseConfig, params, f"sources.{self.key}.organise")
         root = layout_root(raw)
         writer = LayoutWriter(dest, self.name, config.on_bad_sample)
-        classes = _folders(root)
+        classes = [entry for entry in _folders(root) if entry.name != RECORD]
         _expect(root, bool(classes) and all(c.is_dir() for c in classes), "expected only class folders here")
         for cls in classes:
             check_name(cls.name, "class", cls)
