@@ -16,9 +16,9 @@ from pathlib import Path
 
 import click
 
-from eiad.ddqa import DDQAConfig, build_ddqa
-from eiad.layout import read_manifest
-from eiad.masks import read_mask
+from eiad.data.images import read_mask
+from eiad.data.layout import read_manifest
+from eiad.ddqa.build import DDQAConfig, build_ddqa
 from eiad.params import load_params
 from eiad.sources.demo import SOURCE as DEMO
 
@@ -46,12 +46,12 @@ def main(organised: Path | None, image_size: int | None, repeats: int) -> None:
             raw, organised = Path(scratch, "raw"), Path(scratch, "organised")
             raw.mkdir(), organised.mkdir()
             DEMO.fetch(params, raw)
-            DEMO.organise({"on_bad_sample": "error"}, raw, organised)
+            DEMO.organise(load_params("sources.demo.organise"), raw, organised)
         samples = read_manifest(organised)
         masks = [Path(s.mask) for s in samples if s.mask]
         decode = _best(repeats, lambda: [read_mask(path) for path in masks])
         out = Path(scratch, "ddqa")
-        build = _best(repeats, lambda: build_ddqa(samples, out, Path(scratch, "counts.json"), DDQAConfig()))
+        build = _best(repeats, lambda: build_ddqa(samples, out, Path(scratch, "counts.json"), DDQAConfig.load("ddqa")))
     click.echo(f"images: {len(samples)} ({len(masks)} with masks)")
     click.echo(f"decode every mask once: {decode:.3f} s")
     click.echo(f"build_ddqa:             {build:.3f} s  ({len(samples) / build:,.0f} images/s)")

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import click
 
-from eiad.base_model import model_config
-from eiad.models import get_adapter
-from eiad.params import from_dict, load_params
-from eiad.train import TrainConfig, train_lora
+from eiad.models.config import ModelHandle
+from eiad.training.config import TrainConfig
+from eiad.training.trainer import train_lora
 
 
 @click.command()
@@ -28,15 +27,14 @@ from eiad.train import TrainConfig, train_lora
 @click.option("--model", type=click.Path(exists=True, file_okay=False, path_type=Path), default="models/base")
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default="data/ddqa/train.jsonl")
 def main(steps: int, workers: int, model: Path, data: Path) -> None:
-    adapter = get_adapter(model_config(load_params("model")).family)
-    base = replace(from_dict(TrainConfig, load_params("train"), "train"), max_steps=steps, save_steps=10 * steps,
-                   logging_steps=steps)
+    handle = ModelHandle.load()
+    base = replace(TrainConfig.load("train"), max_steps=steps, save_steps=10 * steps, logging_steps=steps)
     seconds = {}
     for encoding in ("eager", "lazy"):
         config = replace(base, encoding=encoding, dataloader_workers=workers if encoding == "lazy" else 0)
         with tempfile.TemporaryDirectory() as scratch:
             start = time.perf_counter()
-            result = train_lora(adapter, model, data, Path(scratch) / "adapter", Path(scratch) / "checkpoints",
+            result = train_lora(handle, model, data, Path(scratch) / "adapter", Path(scratch) / "checkpoints",
                                 Path(scratch) / "metrics", config)
             seconds[encoding] = time.perf_counter() - start
         click.echo(f"{encoding:>5}: {seconds[encoding]:7.1f} s for {steps} steps of {config.per_device_batch} "

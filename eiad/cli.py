@@ -1,10 +1,11 @@
-"""What every stage command shares: logging, and turning expected errors into clear messages."""
+"""What every stage command shares: logging, clear messages for expected errors, path options."""
 
 from __future__ import annotations
 
 import functools
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -36,3 +37,23 @@ params_option = click.option(
     show_default=True,
     help="Parameters file to read.",
 )
+
+
+def folder(name: str, help: str) -> Callable[[F], F]:
+    """A required folder the stage reads (it must exist)."""
+    return click.option(name, type=click.Path(exists=True, file_okay=False, path_type=Path), required=True, help=help)
+
+
+def input_file(name: str, help: str) -> Callable[[F], F]:
+    """A required file the stage reads (it must exist)."""
+    return click.option(name, type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True, help=help)
+
+
+def output_folder(name: str, help: str) -> Callable[[F], F]:
+    """A required folder the stage writes (replaced atomically)."""
+    return click.option(name, type=click.Path(file_okay=False, path_type=Path), required=True, help=help)
+
+
+def output_file(name: str, help: str) -> Callable[[F], F]:
+    """A required file the stage writes (atomically)."""
+    return click.option(name, type=click.Path(dir_okay=False, path_type=Path), required=True, help=help)

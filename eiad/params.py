@@ -1,4 +1,9 @@
-"""Reading ``params.yaml`` into typed, validated configuration objects."""
+"""Reading ``params.yaml`` into typed, validated configuration objects.
+
+``params.yaml`` is the one home of every value: a configuration class (a :class:`Params`
+dataclass) states the keys, their types and their checks, and has no defaults, so nothing in
+the code can drift from what the file says. A profile (``profiles/*.yaml``) changes some values.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,14 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
 from eiad.errors import ConfigError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 T = TypeVar("T")
 
@@ -62,16 +70,36 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 
 def from_dict(cls: type[T], data: Any, where: str) -> T:
-    """Build dataclass ``cls`` from a params mapping; unknown or mistyped keys are errors."""
+    """Build dataclass ``cls`` from a params mapping; unknown, missing or mistyped keys are errors."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    names = {f.name for f in fields}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
+    required = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    missing = sorted(required - set(data))
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
     values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**values)
     except TypeError as err:
         raise ConfigError(f"{where}: {err}") from err
+
+
+class Params:
+    """Base of every configuration read from ``params.yaml``: subclasses are frozen dataclasses
+    without defaults (see the module's docstring), checked in ``__post_init__``."""
+
+    @classmethod
+    def parse(cls, data: Any, where: str) -> Self:
+        """Build from the mapping found at ``where`` (a dotted params key, named in errors)."""
+        return from_dict(cls, data, where)
+
+    @classmethod
+    def load(cls, key: str, path: str | Path = DEFAULT_PARAMS) -> Self:
+        """Build from the value at dotted ``key`` of the params file."""
+        return from_dict(cls, load_params(key, path), key)

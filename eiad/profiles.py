@@ -15,10 +15,8 @@ from typing import Any
 import click
 import yaml
 
-from eiad.base_model import model_config
+from eiad.data.hub import is_commit
 from eiad.errors import ConfigError, EiadError
-from eiad.fetching import is_commit
-from eiad.params import from_dict
 
 PROFILES = Path("profiles")  # beside params.yaml, in the project's root
 
@@ -66,13 +64,25 @@ def parse_setting(text: str) -> tuple[str, Any]:
 
 def check(params: dict[str, Any]) -> None:
     """The checks the stages make first, so a profile fails here rather than hours into a run."""
-    from eiad.train import TrainConfig
+    from eiad.ddqa.build import DDQAConfig
+    from eiad.evaluation.runner import EvalConfig
+    from eiad.models.config import ModelConfig
+    from eiad.sources import get_source
+    from eiad.training.config import TrainConfig
 
-    model = model_config(params["model"])
+    for key in params["datasets"]:
+        source, blocks = get_source(key), params["sources"].get(key, {})
+        source.parse_params(source.fetch_params, blocks.get("fetch"), f"sources.{key}.fetch")
+        source.parse_params(source.organise_params, blocks.get("organise"), f"sources.{key}.organise")
+    benchmark = get_source(params["benchmark"]["source"])
+    benchmark.parse_params(benchmark.benchmark_params, params["benchmark"][benchmark.key], f"benchmark.{benchmark.key}")
+    DDQAConfig.parse(params["ddqa"], "ddqa")
+    model = ModelConfig.parse(params["model"], "model")
     if model.source == "hub" and not is_commit(model.hub.revision):
         raise ConfigError(f"model.hub.revision must be a 40-hex commit of {model.hub.repo_id} (its Hub page, "
                           f"'Files and versions'); add model.hub.revision=<commit> to the command")
-    from_dict(TrainConfig, params["train"], "train")
+    TrainConfig.parse(params["train"], "train")
+    EvalConfig.parse(params["evaluate"], "evaluate")
 
 
 def exp_run_arguments(overrides: dict[str, Any]) -> list[str]:

@@ -1,10 +1,19 @@
-"""Multiple-choice building blocks shared by DDQA and the demo MMAD benchmark."""
+"""Questions and prompts: what DDQA records and benchmark questions share, and what a model is asked.
+
+A :data:`Prompt` (text and images in reading order) is the interface between the data side
+(DDQA records, benchmark questions) and the models; it needs nothing of torch.
+"""
 
 from __future__ import annotations
 
 import random
 import string
 from collections.abc import Sequence
+
+from PIL import Image
+
+# A prompt is text and images in reading order, independent of any model's chat format.
+Prompt = Sequence[str | Image.Image]
 
 ANSWER_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 LETTERS = string.ascii_uppercase
@@ -43,7 +52,11 @@ def lettered(
 
 
 def format_question(question: str, options: dict[str, str] | None) -> str:
-    """The text of one multiple-choice question, as trained on and as asked at evaluation."""
+    """One multiple-choice question as DDQA trains on it and EIAD's evaluation asks it.
+
+    The question, one ``X. option`` line per option, then the answer instruction (EIAD's
+    ``eval/evaluation.py`` form); a question without options (DFM) is its text alone.
+    """
     if not options:
         return question
     lines = [question, *(f"{letter}. {text}" for letter, text in options.items()), ANSWER_INSTRUCTION]

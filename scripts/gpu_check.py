@@ -126,6 +126,16 @@ TOY_MODEL = {"vocab_size": 320, "hidden_size": 32, "layers": 1, "heads": 2, "kv_
              "vision_depth": 1, "vision_width": 32, "vision_heads": 2, "image_size": 28}
 
 
+def params(dotted: str) -> Any:
+    """A copy of the value at ``dotted`` in the repository's params.yaml (every other setting's base)."""
+    import yaml
+
+    node: Any = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    for part in dotted.split("."):
+        node = node[part]
+    return copy.deepcopy(node)
+
+
 # --- FLOPs and MFU ----------------------------------------------------------------------------
 
 
@@ -214,12 +224,14 @@ def random_lora_model(shape: Shape, device: str, dtype: Any) -> Any:
     from transformers import Qwen2VLForConditionalGeneration
 
     from eiad.models import get_adapter
-    from eiad.train import LoraSettings, attach_lora
+    from eiad.training.config import LoraSettings
+    from eiad.training.trainer import attach_lora
 
     torch.manual_seed(0)
     with torch.device(device), default_dtype(dtype):  # no full-size copy on the host, no fp32 detour
         model = Qwen2VLForConditionalGeneration(qwen2_vl_config(shape))
-    model = attach_lora(model, get_adapter("qwen2_vl"), LoraSettings(r=16, alpha=32, dropout=0.0, targets="llm"))
+    lora = LoraSettings.parse({"r": 16, "alpha": 32, "dropout": 0.0, "targets": "llm"}, "lora")
+    model = attach_lora(model, get_adapter("qwen2_vl"), lora)
     # gradients from the first LLM layer on, so that every frozen LLM product also runs for the
     # input gradient (4 N T, as counted); the vision tower stays forward-only
     model.get_input_embeddings().register_forward_hook(lambda module, args, output: output.requires_grad_(True))
@@ -351,40 +363,46 @@ def part_tiny(smoke: bool, work: Path) -> dict[str, Any]:
     """Demo data -> DDQA -> tiny model -> LoRA (ZeRO-2) -> merge -> MMAD + DDQA scores."""
     import torch
 
-    from eiad.base_model import ModelConfig, fetch_base_model
-    from eiad.ddqa import DDQAConfig, build_ddqa
-    from eiad.evaluate import EvalConfig, run_evaluation
-    from eiad.layout import read_manifest
-    from eiad.merge import merge_lora
-    from eiad.models import get_adapter
+    from eiad.data.layout import read_manifest
+    from eiad.ddqa.build import DDQAConfig, build_ddqa
+    from eiad.evaluation.runner import EvalConfig, run_evaluation
+    from eiad.models.config import ModelConfig, ModelHandle
+    from eiad.models.fetch import fetch_base_model
     from eiad.sources.demo import SOURCE as DEMO
-    from eiad.train import LoraSettings, TrainConfig, train_lora
+    from eiad.training.config import TrainConfig
+    from eiad.training.merge import merge_lora
+    from eiad.training.trainer import train_lora
 
     if not smoke and not torch.cuda.is_available():
         raise Skip("no CUDA device visible to torch")
     for folder in ("raw", "organised", "benchmark", "base"):
         (work / folder).mkdir(parents=True)
     DEMO.fetch(copy.deepcopy(DEMO_FETCH), work / "raw")
-    DEMO.organise({"on_bad_sample": "error"}, work / "raw", work / "organised")
+    DEMO.organise(params("sources.demo.organise"), work / "raw", work / "organised")
     DEMO.fetch_benchmark(copy.deepcopy(DEMO_BENCHMARK), work / "benchmark")
-    build_ddqa(read_manifest(work / "organised"), work / "ddqa", work / "counts.json", DDQAConfig(test_ratio=0.3))
-    fetch_base_model(ModelConfig(family="qwen2_vl", source="tiny", tiny=TOY_MODEL if smoke else {}), work / "base",
-                     work / "ddqa")
-    qwen = get_adapter("qwen2_vl")
+    build_ddqa(read_manifest(work / "organised"), work / "ddqa", work / "counts.json",
+               DDQAConfig.parse({**params("ddqa"), "test_ratio": 0.3}, "ddqa"))
+    tiny = {**params("model.tiny"), **(TOY_MODEL if smoke else {})}
+    qwen = ModelHandle.from_config(ModelConfig.parse({**params("model"), "family": "qwen2_vl", "source": "tiny",
+                                                      "tiny": tiny}, "model"))
+    fetch_base_model(qwen, work / "base", work / "ddqa")
     steps = 2 if smoke else 40
-    config = TrainConfig(
-        seed=0, lora=LoraSettings(r=16, alpha=32, dropout=0.0, targets="all"), learning_rate=2e-3, max_steps=steps,
-        per_device_batch=8 if smoke else 32, grad_accum=1, max_length=512, warmup_ratio=0.0, scheduler="constant",
-        weight_decay=0.0, max_grad_norm=1.0, precision="fp32" if smoke else "bf16", gradient_checkpointing=True,
-        deepspeed="zero2", save_steps=steps, logging_steps=max(1, steps // 4), loss_reduction="sample",
-    )
+    config = TrainConfig.parse({
+        **params("train"), "seed": 0, "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "targets": "all"},
+        "learning_rate": 2e-3, "max_steps": steps, "per_device_batch": 8 if smoke else 32, "grad_accum": 1,
+        "max_length": 512, "warmup_ratio": 0.0, "scheduler": "constant", "weight_decay": 0.0, "max_grad_norm": 1.0,
+        "precision": "fp32" if smoke else "bf16", "gradient_checkpointing": True, "deepspeed": "zero2",
+        "save_steps": steps, "logging_steps": max(1, steps // 4), "loss_reduction": "sample", "encoding": "lazy",
+    }, "train")
     start = time.perf_counter()
     trained = train_lora(qwen, work / "base", work / "ddqa" / "train.jsonl", work / "adapter", work / "checkpoints",
                          work / "train_metrics", config)
     train_seconds = time.perf_counter() - start
     merge_lora(qwen, work / "base", work / "adapter", work / "merged")
     scores = run_evaluation(qwen, work / "merged", work / "benchmark", work / "ddqa" / "test.jsonl", work / "metrics",
-                            work / "predictions", EvalConfig(batch_size=32, precision=config.precision))
+                            work / "predictions",
+                            EvalConfig.parse({**params("evaluate"), "batch_size": 32, "precision": config.precision},
+                                             "evaluate"))
     mmad = scores["mmad"]
     loss = trained["train_loss"]
     if not math.isfinite(loss):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from eiad.cli import params_option, stage
+from eiad.cli import output_folder, params_option, stage
 from eiad.io import atomic_directory
 from eiad.params import load_params
 from eiad.sources import get_source
@@ -12,12 +12,11 @@ from eiad.sources import get_source
 
 @click.command()
 @click.argument("source")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for the native data (replaced atomically when the fetch succeeds).")
+@output_folder("--out", "Folder for the native data (replaced atomically when the fetch succeeds).")
 @params_option
 @stage
 def main(source: str, out: Path, params_file: str) -> None:
-    """Fetch SOURCE (a module of eiad/sources, e.g. `demo`) as set in `sources.SOURCE.fetch`."""
+    """Fetch SOURCE (a package of eiad/sources, e.g. `demo`) as set in `sources.SOURCE.fetch`."""
     params = load_params(f"sources.{source}.fetch", params_file)
     with atomic_directory(out) as staging:
         get_source(source).fetch(params, staging)

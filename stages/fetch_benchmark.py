@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from eiad.cli import params_option, stage
+from eiad.cli import output_folder, params_option, stage
 from eiad.io import atomic_directory
 from eiad.params import load_params
 from eiad.sources import get_source
@@ -12,8 +12,7 @@ from eiad.sources import get_source
 
 @click.command()
 @click.argument("source")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for mmad.json and its images (replaced atomically).")
+@output_folder("--out", "Folder for mmad.json and its images (replaced atomically).")
 @params_option
 @stage
 def main(source: str, out: Path, params_file: str) -> None:

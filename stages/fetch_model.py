@@ -4,24 +4,22 @@ from pathlib import Path
 
 import click
 
-from eiad.base_model import fetch_base_model, model_config
-from eiad.cli import params_option, stage
+from eiad.cli import folder, output_folder, params_option, stage
 from eiad.io import atomic_directory
-from eiad.params import load_params
+from eiad.models.config import ModelHandle
+from eiad.models.fetch import fetch_base_model
 
 
 @click.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for the Hugging Face model folder (replaced atomically).")
-@click.option("--ddqa", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="DDQA folder: its text trains the tiny model's tokenizer.")
+@output_folder("--out", "Folder for the Hugging Face model folder (replaced atomically).")
+@folder("--ddqa", "DDQA folder: its text trains the tiny model's tokenizer.")
 @params_option
 @stage
 def main(out: Path, ddqa: Path, params_file: str) -> None:
     """Build or download the base model as set in `model`."""
-    config = model_config(load_params("model", params_file))
+    model = ModelHandle.load(params_file)
     with atomic_directory(out) as staging:
-        fetch_base_model(config, staging, ddqa)
+        fetch_base_model(model, staging, ddqa)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from eiad.cli import params_option, stage
+from eiad.cli import folder, output_file, output_folder, params_option, stage
 from eiad.io import atomic_directory, atomic_write_json
 from eiad.params import load_params
 from eiad.sources import get_source
@@ -12,12 +12,9 @@ from eiad.sources import get_source
 
 @click.command()
 @click.argument("source")
-@click.option("--raw", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="Folder holding the source's native data (the fetch stage's output).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for the unified layout and manifest.jsonl (replaced atomically).")
-@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="JSON file for the counts of organised and skipped samples (a DVC metric).")
+@folder("--raw", "Folder holding the source's native data (the fetch stage's output).")
+@output_folder("--out", "Folder for the unified layout and manifest.jsonl (replaced atomically).")
+@output_file("--report", "JSON file for the counts of organised and skipped samples (a DVC metric).")
 @params_option
 @stage
 def main(source: str, raw: Path, out: Path, report: Path, params_file: str) -> None:

@@ -7,12 +7,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from eiad.layout import Sample, read_manifest
+from eiad.data.layout import Sample, read_manifest
 from eiad.sources.demo import SOURCE as DEMO
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+
+
+def params(dotted: str) -> Any:
+    """A copy of the value at ``dotted`` in the repository's params.yaml."""
+    node: Any = PARAMS
+    for part in dotted.split("."):
+        node = node[part]
+    return copy.deepcopy(node)
+
+
+def config(cls: Any, key: str, **changes: Any) -> Any:
+    """``cls`` (a Params class) from params.yaml's ``key`` block with ``changes`` on top."""
+    return cls.parse({**params(key), **changes}, key)
 
 SMALL_RENDER = {"image_size": 40, "defect_area": [0.03, 0.15], "dark_contrast": [90, 125],
                 "bright_contrast": [70, 95], "noise": 3.0}
@@ -109,23 +124,41 @@ def load_stage(name: str) -> Any:
 
 TINY = {"seed": 0, "vocab_size": 320, "hidden_size": 32, "layers": 1, "heads": 2, "kv_heads": 1,
         "intermediate_size": 64, "vision_depth": 1, "vision_width": 32, "vision_heads": 2, "patch_size": 14,
-        "merge_size": 1, "image_size": 28}
+        "merge_size": 1, "image_size": 28, "initializer_range": 0.1}
+
+
+def model_handle(family: str = "qwen2_vl", tiny: dict[str, Any] | None = None) -> Any:
+    """The handle of a tiny model of ``family`` (TINY sizes unless given)."""
+    from eiad.models.config import ModelConfig, ModelHandle
+
+    model = {**params("model"), "family": family, "source": "tiny", "tiny": TINY if tiny is None else tiny}
+    return ModelHandle.from_config(ModelConfig.parse(model, "model"))
 
 
 @pytest.fixture(scope="session")
 def small_ddqa(tmp_path_factory: pytest.TempPathFactory, demo_samples: list[Sample]) -> Path:
-    from eiad.ddqa import DDQAConfig, build_ddqa
+    from eiad.ddqa.build import DDQAConfig, build_ddqa
 
     out = tmp_path_factory.mktemp("ddqa")
-    build_ddqa(demo_samples, out / "ddqa", out / "counts.json", DDQAConfig(test_ratio=0.5))
+    build_ddqa(demo_samples, out / "ddqa", out / "counts.json", config(DDQAConfig, "ddqa", test_ratio=0.5))
     return out / "ddqa"
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, small_ddqa: Path) -> Path:
-    from eiad.base_model import ModelConfig, fetch_base_model
+    from eiad.models.fetch import fetch_base_model
 
     out = tmp_path_factory.mktemp("models") / "base"
     out.mkdir()
-    fetch_base_model(ModelConfig(family="qwen2_vl", source="tiny", tiny=TINY), out, small_ddqa)
+    fetch_base_model(model_handle(), out, small_ddqa)
     return out
+
+
+def train_config(lora: dict[str, Any] | None = None, launch: dict[str, Any] | None = None, **changes: Any) -> Any:
+    """A TrainConfig from params.yaml's ``train`` block with ``changes`` (and LoRA or launch keys) on top."""
+    from eiad.training.config import TrainConfig
+
+    block = {**params("train"), **changes}
+    block["lora"] = {**params("train.lora"), **(lora or {})}
+    block["launch"] = {**params("train.launch"), **(launch or {})}
+    return TrainConfig.parse(block, "train")

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import yaml
-
 from conftest import REPO
 
 ENV = {
@@ -21,7 +20,7 @@ ENV = {
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None, stderr: bool = True) -> str:
     """Run a command in ``cwd``; its stdout (and stderr unless told not to), asserting success."""
-    done = subprocess.run(args, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True)
+    done = subprocess.run(args, check=False, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True)
     assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout + (done.stderr if stderr else "")
 

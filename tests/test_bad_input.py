@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import load_stage
 from PIL import Image
 
-from conftest import load_stage
 from eiad.errors import BadSampleError, DataError, LayoutError
 from eiad.sources.demo import SOURCE as DEMO
 

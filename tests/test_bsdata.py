@@ -2,18 +2,20 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED, params
 from PIL import Image, ImageDraw
 
-from conftest import SHARED
+from eiad.data.layout import read_manifest
 from eiad.errors import BadSampleError, DataError, LayoutError
-from eiad.layout import read_manifest
 from eiad.sources import get_source
 
 SAMPLE = SHARED / "fixtures" / "bsdata-sample"
 BSDATA = get_source("bsdata")
+ORGANISE = params("sources.bsdata.organise")
 pytestmark = pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"{SAMPLE} is not here")
 
 
@@ -40,7 +42,7 @@ def _labelme_reference(label_file):
 def test_real_sample_masks_equal_labelme(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    report = BSDATA.organise({"on_bad_sample": "error", "unannotated": "ok"}, SAMPLE, out).to_json()
+    report = BSDATA.organise(ORGANISE, SAMPLE, out).to_json()
     assert report["defective"] == 10 and report["normal"] == 6 and report["per_defect"]["pitting"] == 10
     samples = read_manifest(out)
     defective = [s for s in samples if s.defect == "pitting"]
@@ -50,13 +52,13 @@ def test_real_sample_masks_equal_labelme(tmp_path):
         mask = np.asarray(Image.open(sample.mask)) > 127
         stem = sample.image.rsplit("/", 1)[1].rsplit(".", 1)[0]
         assert np.array_equal(mask, _labelme_reference(SAMPLE / "label" / f"{stem}.json")), stem
-        assert (SAMPLE / "data" / f"{stem}.jpg").read_bytes() == open(sample.image, "rb").read()
+        assert (SAMPLE / "data" / f"{stem}.jpg").read_bytes() == Path(sample.image).read_bytes()
 
 
 def test_unannotated_frames_can_be_left_out(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    report = BSDATA.organise({"unannotated": "skip"}, SAMPLE, out).to_json()
+    report = BSDATA.organise({**ORGANISE, "unannotated": "skip"}, SAMPLE, out).to_json()
     assert report == {**report, "normal": 0, "defective": 10}
 
 
@@ -64,7 +66,7 @@ def test_bad_native_data(tmp_path):
     raw = _native(tmp_path)
     (raw / "label" / "KGT1-S-065-A02_crop_0.json").unlink()
     with pytest.raises(DataError, match="KGT1-S-065-A02_crop_0.json: annotation file .* is missing"):
-        BSDATA.organise({}, raw, tmp_path / "a")
+        BSDATA.organise(ORGANISE, raw, tmp_path / "a")
     shutil.copy(SAMPLE / "label" / "KGT1-S-065-A02_crop_0.json", raw / "label")
     label_file = raw / "label" / "KGT1-V-168-A09_crop_0.json"
     label = json.loads(label_file.read_text())
@@ -72,10 +74,10 @@ def test_bad_native_data(tmp_path):
     label_file.write_text(json.dumps(label))
     (tmp_path / "b").mkdir()
     with pytest.raises(BadSampleError, match=r"polygon 0 lies entirely outside the \d+x\d+ image"):
-        BSDATA.organise({}, raw, tmp_path / "b")
+        BSDATA.organise(ORGANISE, raw, tmp_path / "b")
     (tmp_path / "c").mkdir()
-    report = BSDATA.organise({"on_bad_sample": "skip"}, raw, tmp_path / "c").to_json()
+    report = BSDATA.organise({**ORGANISE, "on_bad_sample": "skip"}, raw, tmp_path / "c").to_json()
     assert report["skipped"] == 1 and report["defective"] == 9
     (raw / "extra").mkdir()
     with pytest.raises(LayoutError, match="unexpected folders \\['extra'\\]"):
-        BSDATA.organise({}, raw, tmp_path / "d")
+        BSDATA.organise(ORGANISE, raw, tmp_path / "d")

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import config, label_components
 from PIL import Image
 
-from conftest import label_components
-from eiad.ddqa import DDQAConfig, build_ddqa, build_records, split_test_groups
+from eiad.data.images import encode_mask_png
+from eiad.data.layout import Sample
+from eiad.ddqa.build import DDQAConfig, build_ddqa, build_records, split_test_groups
 from eiad.errors import ConfigError
-from eiad.layout import Sample
-from eiad.masks import encode_mask_png
 from eiad.questions import ANSWER_INSTRUCTION, readable
 
 GRID = ["top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right"]
@@ -20,7 +20,7 @@ MIN_AREA = 0.0005
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, demo_samples):
     out = tmp_path_factory.mktemp("ddqa")
-    counts = build_ddqa(demo_samples, out / "ddqa", out / "counts.json", DDQAConfig(dfm_min_area=MIN_AREA))
+    counts = build_ddqa(demo_samples, out / "ddqa", out / "counts.json", config(DDQAConfig, "ddqa", dfm_min_area=MIN_AREA, test_ratio=0.2))
     return out, counts
 
 
@@ -124,14 +124,14 @@ def test_split_ratio_per_stratum():
 def test_two_builds_give_the_same_bytes(tmp_path, built, demo_samples):
     out, _ = built
     build_ddqa(list(reversed(demo_samples)), tmp_path / "ddqa", tmp_path / "counts.json",
-               DDQAConfig(dfm_min_area=MIN_AREA))
+               config(DDQAConfig, "ddqa", dfm_min_area=MIN_AREA, test_ratio=0.2))
     for path in sorted((out / "ddqa").rglob("*.jsonl")):
         assert (tmp_path / "ddqa" / path.relative_to(out / "ddqa")).read_bytes() == path.read_bytes()
     assert (tmp_path / "counts.json").read_bytes() == (out / "counts.json").read_bytes()
 
 
 def test_fixed_option_order_follows_the_figure(demo_samples):
-    records, _ = build_records(demo_samples, DDQAConfig(shuffle_options=False))
+    records, _ = build_records(demo_samples, config(DDQAConfig, "ddqa", shuffle_options=False))
     for record in records["train"]["AD"]:
         assert record["choices"] == {"A": "No.", "B": "Yes."}
     for record in records["train"]["RDL"]:
@@ -140,7 +140,7 @@ def test_fixed_option_order_follows_the_figure(demo_samples):
     for record in records["train"]["DC"]:
         values = list(record["choices"].values())
         assert values == sorted(values)
-    shuffled, _ = build_records(demo_samples, DDQAConfig(shuffle_options=True))
+    shuffled, _ = build_records(demo_samples, config(DDQAConfig, "ddqa", shuffle_options=True))
     letters = Counter(r["messages"][1]["content"] for r in shuffled["train"]["RDL"])
     assert len(letters) == 4  # the answer is not always in one place
 
@@ -156,7 +156,7 @@ def _synthetic(tmp_path, dataset, cls, defect, name):
 def test_dc_distractors_come_from_the_same_dataset_then_the_pool(tmp_path):
     a = [_synthetic(tmp_path, "A", "part", d, d) for d in ("dent", "burr", "rust", "chip", "crack")]
     b = [_synthetic(tmp_path, "B", "gear", "pitting", "p1")]
-    records, skipped = build_records(a + b, DDQAConfig(test_ratio=0.0, tasks=("DC",)))
+    records, skipped = build_records(a + b, config(DDQAConfig, "ddqa", test_ratio=0.0, tasks=("DC",)))
     by_dataset = {}
     for record in records["train"]["DC"]:
         by_dataset.setdefault(record["source_dataset"], []).append(set(record["choices"].values()))
@@ -164,12 +164,12 @@ def test_dc_distractors_come_from_the_same_dataset_then_the_pool(tmp_path):
                for choices in by_dataset["A"])
     (only_b,) = by_dataset["B"]
     assert "pitting" in only_b and len(only_b) == 4  # BSData-like: one defect name, filled from the pool
-    alone, skipped = build_records(b, DDQAConfig(test_ratio=0.0, tasks=("DC",)))
+    alone, skipped = build_records(b, config(DDQAConfig, "ddqa", test_ratio=0.0, tasks=("DC",)))
     assert alone["train"]["DC"] == [] and skipped == {"DC: no other defect name to offer": 1}
 
 
 def test_bad_ddqa_params():
     with pytest.raises(ConfigError, match="tasks"):
-        DDQAConfig(tasks=("AD", "XYZ"))
+        config(DDQAConfig, "ddqa", tasks=("AD", "XYZ"))
     with pytest.raises(ConfigError, match="test_ratio"):
-        DDQAConfig(test_ratio=1.5)
+        config(DDQAConfig, "ddqa", test_ratio=1.5)

@@ -10,17 +10,20 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import model_handle, train_config
 from safetensors.torch import load_file
 
 from eiad.errors import ConfigError
-from eiad.models import get_adapter
-from eiad.train import COMPLETE, DEEPSPEED_CONFIGS, LoraSettings, TrainConfig, deepspeed_config_file, train_lora
+from eiad.training.checkpoints import COMPLETE
+from eiad.training.config import DEEPSPEED_CONFIGS, deepspeed_config_file
+from eiad.training.trainer import train_lora
 
-QWEN = get_adapter("qwen2_vl")
-CONFIG = TrainConfig(
-    seed=0, lora=LoraSettings(r=8, alpha=16, dropout=0.0, targets="all"), learning_rate=3e-3, max_steps=2,
+MODEL = model_handle()
+CONFIG = train_config(
+    seed=0, lora={"r": 8, "alpha": 16, "dropout": 0.0, "targets": "all"}, learning_rate=3e-3, max_steps=2,
     per_device_batch=8, grad_accum=1, warmup_ratio=0.0, scheduler="constant", weight_decay=0.0,
-    max_grad_norm=1.0, save_steps=2, save_total_limit=5, logging_steps=1, max_length=256,
+    max_grad_norm=1.0, save_steps=2, save_total_limit=5, logging_steps=1, max_length=256, encoding="lazy",
+    loss_reduction="token",
 )
 
 
@@ -43,7 +46,7 @@ def cpu_deepspeed(monkeypatch):
 
 
 def _run(root, tiny_model, small_ddqa, config):
-    result = train_lora(QWEN, tiny_model, small_ddqa / "train.jsonl", root / "adapter", root / "checkpoints",
+    result = train_lora(MODEL, tiny_model, small_ddqa / "train.jsonl", root / "adapter", root / "checkpoints",
                         root / "metrics", config)
     rows = (root / "metrics" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()[1:]
     return result, [float(row.split("\t")[-1]) for row in rows]
@@ -98,4 +101,4 @@ def test_configs_by_name_or_path(tmp_path):
     own.write_text("{}")
     assert deepspeed_config_file(str(own)) == own.resolve()
     with pytest.raises(ConfigError, match=r"\['zero2', 'zero3'\]"):
-        TrainConfig(deepspeed="zero4")
+        train_config(deepspeed="zero4")

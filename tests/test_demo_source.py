@@ -4,13 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SMALL_FETCH, label_components
 from PIL import Image
 
-from conftest import SMALL_FETCH, label_components
+from eiad.data.layout import OK
 from eiad.errors import ConfigError
-from eiad.layout import OK
 from eiad.questions import readable
-from eiad.sources import get_source, registry
+from eiad.sources import get_source, known_sources
 from eiad.sources.demo import SOURCE as DEMO
 
 
@@ -21,9 +21,9 @@ def tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def test_registry_finds_the_demo_module():
+def test_registry_finds_the_demo_package():
     assert get_source("demo") is DEMO
-    assert "demo" in registry()
+    assert known_sources() == ["bsdata", "demo", "mmad", "prreal", "realiad", "vision"]
     with pytest.raises(ConfigError, match="unknown source 'nope'"):
         get_source("nope")
 

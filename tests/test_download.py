@@ -8,10 +8,11 @@ import threading
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from eiad.download import download, extract
+from eiad.data.download import download, extract
 from eiad.errors import DataError, EiadError
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
@@ -20,11 +21,11 @@ PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 class RangeHandler(http.server.BaseHTTPRequestHandler):
     """Serves ``files`` from memory, honouring single ``bytes=N-`` ranges, and counts requests."""
 
-    files: dict[str, bytes] = {}
-    requests: list[tuple[str, str | None]] = []
-    cut: set[str] = set()
+    files: ClassVar[dict[str, bytes]] = {}
+    requests: ClassVar[list[tuple[str, str | None]]] = []
+    cut: ClassVar[set[str]] = set()
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):
         body = self.files.get(self.path)
         self.requests.append((self.path, self.headers.get("Range")))
         if self.path == "/moved":

@@ -11,23 +11,25 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import config, model_handle, train_config
 
-from eiad.base_model import ModelConfig, fetch_base_model
-from eiad.ddqa import record_prompt
-from eiad.evaluate import EvalConfig, evaluate_mmad, make_asker
+from eiad.benchmark.mmad import load_benchmark
+from eiad.benchmark.prompts import build_prompt
+from eiad.ddqa.records import record_prompt
+from eiad.evaluation.runner import EvalConfig, evaluate_mmad, make_asker
 from eiad.io import read_jsonl
-from eiad.merge import load_with_adapter, merge_lora
-from eiad.mmad import build_prompt, load_benchmark
-from eiad.models import get_adapter
-from eiad.models.base import IGNORE_INDEX, matching_modules
-from eiad.train import LoraSettings, TrainConfig, train_lora
+from eiad.models.adapter import IGNORE_INDEX, matching_modules
+from eiad.models.fetch import fetch_base_model
+from eiad.training.merge import load_with_adapter, merge_lora
+from eiad.training.trainer import train_lora
 
 SIZES = {"seed": 0, "vocab_size": 320, "hidden_size": 32, "layers": 1, "heads": 2, "kv_heads": 1,
-         "intermediate_size": 64, "vision_depth": 1, "vision_width": 32, "vision_heads": 2, "image_size": 28}
-TRAIN = TrainConfig(
-    seed=0, lora=LoraSettings(r=4, alpha=8, dropout=0.0, targets="all"), learning_rate=1e-2, max_steps=2,
+         "intermediate_size": 64, "vision_depth": 1, "vision_width": 32, "vision_heads": 2, "image_size": 28,
+         "initializer_range": 0.1}
+TRAIN = train_config(
+    seed=0, lora={"r": 4, "alpha": 8, "dropout": 0.0, "targets": "all"}, learning_rate=1e-2, max_steps=2,
     per_device_batch=4, grad_accum=1, warmup_ratio=0.0, scheduler="constant", weight_decay=0.0, save_steps=10,
-    logging_steps=1, max_length=512,
+    logging_steps=1, max_length=512, max_grad_norm=0.5, encoding="lazy", loss_reduction="token",
 )
 
 
@@ -39,16 +41,23 @@ class Family:
     tiny: dict[str, Any] = field(default_factory=dict)  # sizes beyond SIZES
 
     @property
+    def model(self) -> Any:
+        return model_handle(self.family, {**SIZES, **self.tiny})
+
+    @property
     def name(self) -> str:
         return f"{self.family}-{self.tiny['version']}" if "version" in self.tiny else self.family
 
 
 FAMILIES = [
-    Family("smolvlm", "model.text_model.", "model.connector.", {"patch_size": 7}),
-    Family("llava_onevision", "model.language_model.", "model.multi_modal_projector.", {"patch_size": 14}),
+    Family("smolvlm", "model.text_model.", "model.connector.", {"patch_size": 7, "scale_factor": 2}),
+    Family("llava_onevision", "model.language_model.", "model.multi_modal_projector.", {"patch_size": 14,
+                                                                                         "max_grid": 2}),
     # a linear-attention and a full-attention layer; a 2 x 2 slice grid for the 40-px demo images
-    Family("minicpm_v4", "model.language_model.", "model.merger.", {"patch_size": 7, "layers": 2, "version": "4.6"}),
-    Family("minicpm_v4", "model.language_model.", "model.merger.", {"patch_size": 7, "layers": 2, "version": "4.7"}),
+    Family("minicpm_v4", "model.language_model.", "model.merger.", {"patch_size": 7, "layers": 2, "version": "4.6",
+                                                                    "max_slices": 9}),
+    Family("minicpm_v4", "model.language_model.", "model.merger.", {"patch_size": 7, "layers": 2, "version": "4.7",
+                                                                    "max_slices": 9}),
     Family("qwen2_5_vl", "model.language_model.", "model.visual.merger.", {"patch_size": 14, "merge_size": 1}),
 ]
 
@@ -60,7 +69,7 @@ def case(request: pytest.FixtureRequest) -> Family:
 
 def _build(case: Family, ddqa: Path, dest: Path) -> Path:
     dest.mkdir(parents=True)
-    fetch_base_model(ModelConfig(family=case.family, source="tiny", tiny={**SIZES, **case.tiny}), dest, ddqa)
+    fetch_base_model(case.model, dest, ddqa)
     return dest
 
 
@@ -78,9 +87,8 @@ def trained(case: Family, base: Path, small_ddqa: Path, tmp_path_factory: pytest
         by_task.setdefault(record["task"], []).append(record)
     subset = [record for records in by_task.values() for record in records[:2]]
     (root / "train.jsonl").write_text("".join(json.dumps(record) + "\n" for record in subset))
-    adapter = get_adapter(case.family)
-    train_lora(adapter, base, root / "train.jsonl", root / "adapter", root / "checkpoints", root / "metrics", TRAIN)
-    merge_lora(adapter, base, root / "adapter", root / "merged")
+    train_lora(case.model, base, root / "train.jsonl", root / "adapter", root / "checkpoints", root / "metrics", TRAIN)
+    merge_lora(case.model, base, root / "adapter", root / "merged")
     return root
 
 
@@ -107,7 +115,7 @@ def test_tiny_model_is_an_ordinary_folder_and_rebuilds_identically(case, base, s
 
 
 def test_presets_hit_the_intended_modules(case, base):
-    adapter = get_adapter(case.family)
+    adapter = case.model.adapter
     model = adapter.load_model(base)
     linear = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
     llm, with_projector, everything = (set(matching_modules(model, adapter.lora_targets(name)))
@@ -119,7 +127,7 @@ def test_presets_hit_the_intended_modules(case, base):
 
 
 def test_labels_cover_only_the_answer_and_end_of_turn(case, base, small_ddqa):
-    adapter = get_adapter(case.family)
+    adapter = case.model.adapter
     processor = adapter.load_processor(base)
     record = next(r for r in read_jsonl(small_ddqa / "train.jsonl") if r["task"] == "DC")
     prompt, answer = record_prompt(record)
@@ -134,10 +142,10 @@ def test_labels_cover_only_the_answer_and_end_of_turn(case, base, small_ddqa):
 
 
 def test_lora_steps_then_merge_equal_the_adapter(case, base, trained, small_ddqa):
-    adapter = get_adapter(case.family)
+    adapter = case.model.adapter
     processor = adapter.load_processor(trained / "merged")  # the merged folder loads on its own
     merged = adapter.load_model(trained / "merged").eval()
-    with_adapter = load_with_adapter(adapter, base, trained / "adapter").eval()
+    with_adapter = load_with_adapter(case.model, base, trained / "adapter").eval()
     untouched = adapter.load_model(base).eval()
     records = read_jsonl(small_ddqa / "test.jsonl")[:2]
     batch = adapter.collate([adapter.encode(processor, record_prompt(r)[0]) for r in records],
@@ -149,17 +157,18 @@ def test_lora_steps_then_merge_equal_the_adapter(case, base, trained, small_ddqa
 
 
 def test_answers_an_mmad_question_with_one_and_two_images(case, trained, one_question):
-    adapter = get_adapter(case.family)
+    adapter = case.model.adapter
     model = adapter.load_model(trained / "merged").eval()
-    ask = make_asker(adapter, model, adapter.load_processor(trained / "merged"))
+    ask = make_asker(case.model, model, adapter.load_processor(trained / "merged"))
     for protocol, images in (("0-shot", 1), ("1-shot", 2)):
         shown = []
 
-        def spy(prompts, limit):
+        def spy(prompts, limit, shown=shown):
             shown.extend(prompts)
             return ask(prompts, limit)
 
-        metrics, answers = evaluate_mmad(spy, one_question, EvalConfig(protocol=protocol, max_new_tokens=4))
+        metrics, answers = evaluate_mmad(spy, one_question,
+                                         config(EvalConfig, "evaluate", protocol=protocol, max_new_tokens=4))
         assert metrics["questions"] == 1 and sum(metrics["parse"].values()) == 1
         assert isinstance(answers[0]["model_output"], str)
         assert [sum(not isinstance(part, str) for part in prompt) for prompt in shown] == [images]
@@ -167,7 +176,7 @@ def test_answers_an_mmad_question_with_one_and_two_images(case, trained, one_que
 
 def test_a_batch_mixing_one_and_two_image_prompts(case, base, one_question):
     """Padding the media of prompts with different image counts changes no prompt's answer."""
-    adapter = get_adapter(case.family)
+    adapter = case.model.adapter
     processor = adapter.load_processor(base)
     model = adapter.load_model(base).eval()
     question = load_benchmark(one_question)[0]
@@ -180,7 +189,7 @@ def test_a_batch_mixing_one_and_two_image_prompts(case, base, one_question):
 
 
 def test_concat_padded_zero_pads_all_but_the_concatenated_dimension():
-    from eiad.models.base import concat_padded
+    from eiad.models.adapter import concat_padded
 
     small, large = torch.ones(1, 2, 3), torch.full((2, 1, 4), 2.0)
     stacked = concat_padded([small, large])
@@ -192,7 +201,7 @@ def test_concat_padded_zero_pads_all_but_the_concatenated_dimension():
 
 def test_llava_onevision_gives_each_image_of_a_multi_image_prompt_one_view(small_ddqa, one_question, tmp_path):
     llava = next(f for f in FAMILIES if f.family == "llava_onevision")
-    adapter = get_adapter(llava.family)
+    adapter = llava.model.adapter
     processor = adapter.load_processor(_build(llava, small_ddqa, tmp_path / "llava"))
     question = load_benchmark(one_question)[0]
     one, two = (adapter.encode(processor, build_prompt(one_question, question, p)) for p in ("0-shot", "1-shot"))

@@ -6,10 +6,10 @@ import json
 import zipfile
 
 import pytest
-
-from eiad.errors import DataError, EiadError
-from eiad.fetching import RECORD, HubRepo, fetch_url, hub_file, unpack, write_record
 from fake_hub import HubState, serve
+
+from eiad.data.fetching import RECORD, HubRepo, fetch_url, hub_file, unpack, write_record
+from eiad.errors import DataError, EiadError
 
 COMMIT = "c" * 40
 BIG = bytes(range(256)) * 2048  # 512 KiB
@@ -29,7 +29,7 @@ def hub(tmp_path, monkeypatch):
 
 
 def test_hub_file_downloads_verifies_and_records_the_commit(hub):
-    state, url = hub
+    _, url = hub
     path, record = hub_file(HubRepo("lab/open", "main", endpoint=url), "sub/small.txt")
     assert path.read_bytes() == b"hello"
     assert record.revision == COMMIT and record.size == 5
@@ -57,7 +57,7 @@ def test_an_interrupted_hub_download_resumes(hub, tmp_path):
 
 
 def test_gated_missing_and_offline_say_what_to_do(hub, tmp_path):
-    state, url = hub
+    _, url = hub
     with pytest.raises(EiadError, match=r"lab/gated is gated: open .*/datasets/lab/gated .*accept its terms.*HF_TOKEN"):
         hub_file(HubRepo("lab/gated", "main", endpoint=url), "big.bin")
     with pytest.raises(EiadError, match="has no file 'nope.zip'"):
@@ -83,7 +83,7 @@ def test_content_must_match_the_pinned_and_the_stated_checksum(hub, tmp_path):
 def test_fetch_url_records_and_pins(hub, caplog):
     state, url = hub
     state.files["/archive.bin"] = BIG
-    path, record = fetch_url(f"{url}/archive.bin", "archive.bin", revision="v1")
+    _, record = fetch_url(f"{url}/archive.bin", "archive.bin", revision="v1")
     assert record.sha256 == hashlib.sha256(BIG).hexdigest() and record.revision == "v1"
     assert "not checksum-pinned" in caplog.text and record.sha256 in caplog.text
     with pytest.raises(EiadError, match="64 lower-case hex"):
@@ -91,7 +91,7 @@ def test_fetch_url_records_and_pins(hub, caplog):
 
 
 def test_record_is_sorted_and_stable(tmp_path):
-    from eiad.fetching import FetchedFile
+    from eiad.data.fetching import FetchedFile
 
     files = [FetchedFile("b", "u", "", "1" * 64, 1), FetchedFile("a", "u", "", "2" * 64, 2)]
     write_record(tmp_path, files)

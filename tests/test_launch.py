@@ -9,25 +9,29 @@ from types import SimpleNamespace
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import REPO, TINY, load_stage
+from conftest import PARAMS, REPO, TINY, config, load_stage, model_handle, params, train_config
 
 from eiad.errors import ConfigError
-from eiad.launch import LaunchSettings, launch_command, needs_launch, single_process_group
-from eiad.params import from_dict
-from eiad.train import TrainConfig, _agreed_resume_point, _check_process_group, _fingerprint, _live, save_adapter
+from eiad.training.checkpoints import agreed_resume_point, fingerprint
+from eiad.training.launch import LaunchSettings, launch_command, needs_launch, single_process_group
+from eiad.training.trainer import _check_process_group, _live, save_adapter, train_lora
+
+
+def launch_settings(**changes) -> LaunchSettings:
+    return config(LaunchSettings, "train.launch", **changes)
 
 ARGS = ["--model", "models/base", "--params", "params.yaml"]
 
 
 def test_torchrun_on_one_node():
-    command = launch_command(LaunchSettings(gpus_per_node=4, master_port=29600), "stages/train_lora.py", ARGS,
+    command = launch_command(launch_settings(gpus_per_node=4, master_port=29600), "stages/train_lora.py", ARGS,
                              python="/venv/bin/python")
     assert command == ["/venv/bin/python", "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=4",
                        "--master_addr=127.0.0.1", "--master_port=29600", "stages/train_lora.py", *ARGS]
 
 
 def test_deepspeed_launcher_on_one_node():
-    command = launch_command(LaunchSettings(launcher="deepspeed", gpus_per_node=8), "stages/train_lora.py", ARGS,
+    command = launch_command(launch_settings(launcher="deepspeed", gpus_per_node=8), "stages/train_lora.py", ARGS,
                              python="python3")
     assert command == ["python3", "-m", "deepspeed.launcher.runner", "--no_local_rank", "--num_gpus=8",
                        "--master_port=29500", "stages/train_lora.py", *ARGS]
@@ -36,7 +40,7 @@ def test_deepspeed_launcher_on_one_node():
 def test_deepspeed_launcher_on_several_nodes(tmp_path):
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("node-a slots=8\nnode-b slots=8\n")
-    settings = LaunchSettings(launcher="deepspeed", nodes=2, gpus_per_node=8, hostfile=str(hostfile),
+    settings = launch_settings(launcher="deepspeed", nodes=2, gpus_per_node=8, hostfile=str(hostfile),
                               master_addr="10.0.0.1")
     command = launch_command(settings, "stages/train_lora.py", ARGS, python="python3")
     assert command[:3] == ["python3", "-m", "deepspeed.launcher.runner"]
@@ -56,7 +60,7 @@ def test_deepspeed_launcher_on_several_nodes(tmp_path):
 ])
 def test_bad_launch_settings(settings, message):
     with pytest.raises(ConfigError, match=message):
-        from_dict(TrainConfig, {"launch": settings}, "train")
+        train_config(launch=settings)
 
 
 def test_deepspeed_must_be_installed_when_asked_for(monkeypatch):
@@ -64,25 +68,25 @@ def test_deepspeed_must_be_installed_when_asked_for(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "deepspeed"
                         else find_spec(name, *rest))
     with pytest.raises(ConfigError, match="not installed"):
-        TrainConfig(launch=LaunchSettings(launcher="deepspeed"))
-    TrainConfig()  # the default launches nothing that needs it
+        train_config(launch={"launcher": "deepspeed"})
+    train_config()  # params.yaml launches nothing that needs it
 
 
 def test_one_process_runs_in_place_and_workers_never_relaunch(monkeypatch):
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    assert not needs_launch(LaunchSettings())
-    assert needs_launch(LaunchSettings(gpus_per_node=2))
+    assert not needs_launch(launch_settings())
+    assert needs_launch(launch_settings(gpus_per_node=2))
     monkeypatch.setenv("LOCAL_RANK", "1")  # what the launcher sets in each worker
-    assert not needs_launch(LaunchSettings(gpus_per_node=2))
+    assert not needs_launch(launch_settings(gpus_per_node=2))
 
 
 def test_the_launch_does_not_decide_resuming_but_the_world_size_does(tiny_model, small_ddqa):
-    config = TrainConfig()
+    settings = train_config()
     train = small_ddqa / "train.jsonl"
-    relaunched = replace(config, launch=LaunchSettings(launcher="deepspeed", gpus_per_node=2, master_port=30000))
-    assert _fingerprint(config, train, tiny_model, 2) == _fingerprint(relaunched, train, tiny_model, 2)
-    assert _fingerprint(config, train, tiny_model, 2) != _fingerprint(config, train, tiny_model, 4)
-    assert _fingerprint(config, train, tiny_model, 1) != _fingerprint(replace(config, deepspeed="zero2"), train,
+    relaunched = replace(settings, launch=launch_settings(launcher="deepspeed", gpus_per_node=2, master_port=30000))
+    assert fingerprint(settings, train, tiny_model, 2) == fingerprint(relaunched, train, tiny_model, 2)
+    assert fingerprint(settings, train, tiny_model, 2) != fingerprint(settings, train, tiny_model, 4)
+    assert fingerprint(settings, train, tiny_model, 1) != fingerprint(replace(settings, deepspeed="zero2"), train,
                                                                       tiny_model, 1)
 
 
@@ -98,7 +102,7 @@ def test_single_process_group_restores_the_environment(monkeypatch):
 
 def test_other_ranks_write_nothing(tmp_path):
     stamp = {"config": "x"}
-    assert not _agreed_resume_point(tmp_path / "checkpoints", stamp, main=False)
+    assert not agreed_resume_point(tmp_path / "checkpoints", stamp, main=False)
     with _live(tmp_path / "metrics", resume=False, main=False) as callbacks:
         assert callbacks == []
     save_adapter(object(), tmp_path / "adapter", main=False, deepspeed=False)
@@ -107,12 +111,13 @@ def test_other_ranks_write_nothing(tmp_path):
 
 def test_two_cpu_workers_through_the_stage(tiny_model, small_ddqa, tmp_path, monkeypatch):
     """torchrun starts two gloo workers on the CPU; rank 0 alone writes the adapter and the curves."""
-    params = tmp_path / "params.yaml"
-    train = {"seed": 0, "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "targets": "llm"}, "max_steps": 2,
-             "per_device_batch": 4, "grad_accum": 1, "max_length": 256, "logging_steps": 1, "save_steps": 2,
-             "gradient_checkpointing": True,
-             "launch": {"launcher": "torchrun", "gpus_per_node": 2, "master_port": 29000 + os.getpid() % 1000}}
-    params.write_text(yaml.safe_dump({"train": train, "model": {"family": "qwen2_vl", "source": "tiny", "tiny": TINY}}))
+    params_file = tmp_path / "params.yaml"
+    train = {**params("train"), "seed": 0, "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "targets": "llm"},
+             "max_steps": 2, "per_device_batch": 4, "grad_accum": 1, "max_length": 256, "logging_steps": 1,
+             "save_steps": 2, "gradient_checkpointing": True,
+             "launch": {**params("train.launch"), "gpus_per_node": 2, "master_port": 29000 + os.getpid() % 1000}}
+    model = {**params("model"), "tiny": TINY}
+    params_file.write_text(yaml.safe_dump({**PARAMS, "train": train, "model": model}))
     # the workers run stages/train_lora.py as a script: they find eiad where this process does
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -121,7 +126,8 @@ def test_two_cpu_workers_through_the_stage(tiny_model, small_ddqa, tmp_path, mon
         monkeypatch.delenv(name, raising=False)
     out = tmp_path / "out"
     args = ["--model", str(tiny_model), "--data", str(small_ddqa / "train.jsonl"), "--out", str(out / "adapter"),
-            "--checkpoints", str(out / "checkpoints"), "--metrics", str(out / "metrics"), "--params", str(params)]
+            "--checkpoints", str(out / "checkpoints"), "--metrics", str(out / "metrics"), "--params", str(params_file)]
+    monkeypatch.setattr("sys.argv", ["stages/train_lora.py", *args])  # as DVC runs the script
     result = CliRunner().invoke(load_stage("train_lora"), args)
     assert result.exit_code == 0, result.output
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
@@ -132,13 +138,10 @@ def test_two_cpu_workers_through_the_stage(tiny_model, small_ddqa, tmp_path, mon
 
 
 def test_workers_the_trainer_does_not_see_stop_the_run(tiny_model, small_ddqa, tmp_path, monkeypatch):
-    from eiad.models import get_adapter
-    from eiad.train import train_lora
-
     monkeypatch.setenv("WORLD_SIZE", "2")  # launched, but the Trainer finds no process group to join
     with pytest.raises(ConfigError, match="2 processes were launched but the Trainer runs 1"):
-        train_lora(get_adapter("qwen2_vl"), tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter",
-                   tmp_path / "checkpoints", tmp_path / "metrics", TrainConfig())
+        train_lora(model_handle(), tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter",
+                   tmp_path / "checkpoints", tmp_path / "metrics", train_config())
     assert list(tmp_path.iterdir()) == []
 
 

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eiad.ddqa import Geometry, format_boxes
+from eiad.data.geometry import grid_cell, regions
+from eiad.data.images import encode_mask_png, read_image_size, read_mask
+from eiad.ddqa.boxes import format_boxes
+from eiad.ddqa.tasks import Geometry
 from eiad.errors import BadSampleError
-from eiad.masks import encode_mask_png, grid_cell, read_image_size, read_mask, regions
 
 
 def test_jpeg_mask_is_thresholded_to_binary(tmp_path):

@@ -14,17 +14,26 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import params, train_config
 from PIL import Image
 
-from eiad.ddqa import record_prompt
+from eiad.ddqa.records import record_prompt
 from eiad.errors import ConfigError, EiadError
 from eiad.io import read_jsonl
-from eiad.models import get_adapter
-from eiad.models import minicpmv2_6 as mcv
-from eiad.models.base import IGNORE_INDEX, matching_modules
+from eiad.models.adapter import IGNORE_INDEX, matching_modules
+from eiad.models.config import ModelConfig, ModelHandle
+from eiad.models.families.minicpmv2_6 import CODE_FILES
+from eiad.models.families.minicpmv2_6.batching import answer_labels, image_bounds, normalise, reshape_by_patch, to_bytes
+from eiad.models.families.minicpmv2_6.compat import _calling_post_init, legacy_imports, model_class
+from eiad.models.families.minicpmv2_6.processor import IMAGE_TAG, MiniCPMVProcessor, expand_image_tags, through_first
+from eiad.models.families.minicpmv2_6.slicing import ImageConfig, image_placeholder, slice_grid, slice_image
 
-ADAPTER = get_adapter("minicpmv2_6")
 REPO_ID = "openbmb/MiniCPM-V-2_6"
+# the opt-in, as params.yaml must give it: a Hub model whose remote code the user reviewed
+REMOTE = ModelHandle.from_config(ModelConfig.parse(
+    {**params("model"), "family": "minicpmv2_6", "source": "hub",
+     "hub": {**params("model.hub"), "repo_id": REPO_ID, "revision": "0" * 40, "trust_remote_code": True}}, "model"))
+ADAPTER = REMOTE.adapter
 SPECIAL = ("<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "</image>", "<slice>", "</slice>",
            "<image_id>", "</image_id>")
 # Qwen2's ChatML with its default system turn
@@ -45,7 +54,7 @@ def _bands(width: int, height: int, colours: list[tuple[int, int, int]]) -> Imag
 
 
 @pytest.fixture(scope="module")
-def processor() -> mcv.MiniCPMVProcessor:
+def processor() -> MiniCPMVProcessor:
     """A small byte-level tokenizer with MiniCPM-V's special tokens: encoding without the remote code."""
     from transformers import PreTrainedTokenizerFast
 
@@ -56,7 +65,7 @@ def processor() -> mcv.MiniCPMVProcessor:
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=train_byte_level_bpe(corpus, 300, SPECIAL),
                                         unk_token="<unk>", eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tokenizer.chat_template = CHAT_TEMPLATE
-    return mcv.MiniCPMVProcessor(tokenizer, dict(SMALL_IMAGES))
+    return MiniCPMVProcessor(tokenizer, dict(SMALL_IMAGES))
 
 
 # --- without the remote code ----------------------------------------------------------------------
@@ -74,52 +83,52 @@ def test_loading_needs_the_explicit_opt_in_before_any_work(tmp_path):
     ((1344, 1344), (3, 3)), ((4000, 300), (7, 1)), ((10000, 10000), (3, 3)),
 ])
 def test_slice_grid_follows_the_image_processor(size, grid):
-    assert mcv.slice_grid(size, 448, 9) == grid
+    assert slice_grid(size, 448, 9) == grid
 
 
 def test_slices_are_patch_aligned_and_row_major():
-    config = mcv.ImageConfig(**{k: v for k, v in SMALL_IMAGES.items() if k != "use_image_id"})
+    config = ImageConfig(**{k: v for k, v in SMALL_IMAGES.items() if k != "use_image_id"})
     image = _bands(150, 60, [(255, 0, 0), (0, 255, 0), (0, 0, 255)])
-    images, grid = mcv.slice_image(image, config)
+    images, grid = slice_image(image, config)
     assert grid == (3, 1)
     assert [im.size for im in images] == [(84, 28), (56, 56), (56, 56), (56, 56)]  # whole image, then slices
     dominant = [max(range(3), key=lambda c: im.getpixel((28, 28))[c]) for im in images[1:]]
     assert dominant == [0, 1, 2]
-    small, none = mcv.slice_image(Image.new("RGB", (40, 30)), config)
+    small, none = slice_image(Image.new("RGB", (40, 30)), config)
     assert none is None and small[0].size == (70, 42)  # a small image is scaled up to about one tile
 
 
 def test_placeholders_ids_slots_and_slice_rows():
-    config = mcv.ImageConfig(image_feature_size=2, use_image_id=True)
+    config = ImageConfig(image_feature_size=2, use_image_id=True)
     whole = "<image><unk><unk></image>"
     cell = "<slice><unk><unk></slice>"
-    assert mcv.image_placeholder(config, 0, None) == f"<image_id>0</image_id>{whole}"
-    assert mcv.image_placeholder(config, 3, (2, 1)) == f"<image_id>3</image_id>{whole}{cell}{cell}"
-    assert mcv.image_placeholder(config, 0, (1, 2)) == f"<image_id>0</image_id>{whole}{cell}\n{cell}"
-    plain = mcv.ImageConfig(image_feature_size=2)
-    assert mcv.image_placeholder(plain, 0, None) == whole
-    assert mcv.expand_image_tags(f"a{mcv.IMAGE_TAG}b{mcv.IMAGE_TAG}", ["1", "2"]) == "a1b2"
+    assert image_placeholder(config, 0, None) == f"<image_id>0</image_id>{whole}"
+    assert image_placeholder(config, 3, (2, 1)) == f"<image_id>3</image_id>{whole}{cell}{cell}"
+    assert image_placeholder(config, 0, (1, 2)) == f"<image_id>0</image_id>{whole}{cell}\n{cell}"
+    plain = ImageConfig(image_feature_size=2)
+    assert image_placeholder(plain, 0, None) == whole
+    assert expand_image_tags(f"a{IMAGE_TAG}b{IMAGE_TAG}", ["1", "2"]) == "a1b2"
     with pytest.raises(EiadError, match="2 images but 1"):
-        mcv.expand_image_tags(f"a{mcv.IMAGE_TAG}", ["1", "2"])
+        expand_image_tags(f"a{IMAGE_TAG}", ["1", "2"])
 
 
 def test_image_bounds_span_the_query_slots():
     opener, closer, slice_opener, slice_closer, slot = 1, 2, 3, 4, 0
     ids = torch.tensor([9, opener, slot, slot, closer, 9, slice_opener, slot, slot, slice_closer, 7])
-    bounds = mcv.image_bounds(ids, [opener, slice_opener], [closer, slice_closer])
+    bounds = image_bounds(ids, [opener, slice_opener], [closer, slice_closer])
     assert bounds.tolist() == [[2, 4], [7, 9]]
     assert all((ids[start:end] == slot).all() for start, end in bounds.tolist())
     with pytest.raises(EiadError, match="unbalanced"):
-        mcv.image_bounds(ids[:5].flip(0), [opener], [closer])
+        image_bounds(ids[:5].flip(0), [opener], [closer])
 
 
 def test_pixels_are_normalised_and_laid_out_patch_by_patch():
-    grey = mcv.to_bytes(Image.new("RGB", (28, 14), (255, 0, 51)))
+    grey = to_bytes(Image.new("RGB", (28, 14), (255, 0, 51)))
     assert grey.shape == (3, 14, 28) and grey.dtype == torch.uint8
-    values = mcv.normalise(grey, torch.tensor([[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]))
+    values = normalise(grey, torch.tensor([[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]))
     assert torch.allclose(values[:, 0, 0], torch.tensor([1.0, -1.0, -0.6]))
     pixels = torch.randn(3, 28, 42)
-    strip = mcv.reshape_by_patch(pixels, 14)
+    strip = reshape_by_patch(pixels, 14)
     assert strip.shape == (3, 14, 28 * 42 // 14)
     for index in range(6):  # 2 rows x 3 columns of patches, row-major
         row, column = divmod(index, 3)
@@ -129,9 +138,9 @@ def test_pixels_are_normalised_and_laid_out_patch_by_patch():
 
 def test_labels_and_stops():
     ids = torch.tensor([[5, 6, 7, 8]])
-    assert mcv.answer_labels(ids, 2).tolist() == [[IGNORE_INDEX, IGNORE_INDEX, 7, 8]]
-    assert mcv.through_first([5, 6, 7, 6], {6}) == [5, 6]
-    assert mcv.through_first([5, 7], {6}) == [5, 7]
+    assert answer_labels(ids, 2).tolist() == [[IGNORE_INDEX, IGNORE_INDEX, 7, 8]]
+    assert through_first([5, 6, 7, 6], {6}) == [5, 6]
+    assert through_first([5, 7], {6}) == [5, 7]
 
 
 def test_encoding_expands_images_and_labels_the_answer(processor):
@@ -223,15 +232,15 @@ def test_lora_presets_select_the_real_module_names():
 
 
 def test_a_merged_folder_carries_code_tokenizer_and_configs():
-    assert set(mcv.CODE_FILES) <= set(ADAPTER.extra_files) and len(mcv.CODE_FILES) == 7
+    assert set(CODE_FILES) <= set(ADAPTER.extra_files) and len(CODE_FILES) == 7
     assert {"tokenizer_config.json", "tokenizer.json", "preprocessor_config.json",
             "generation_config.json"} <= set(ADAPTER.extra_files)
 
 
 def test_legacy_imports_are_shimmed_then_undone(monkeypatch):
-    monkeypatch.setattr(mcv, "_importable", lambda module: False)
+    monkeypatch.setattr("eiad.models.families.minicpmv2_6.compat._importable", lambda module: False)
     before = sys.modules.get("torchvision")
-    with mcv.legacy_imports():
+    with legacy_imports():
         from transformers.modeling_attn_mask_utils import _prepare_4d_attention_mask
 
         assert sys.modules["torchvision"] is not before
@@ -253,7 +262,7 @@ def test_post_init_is_added_once():
         def post_init(self):
             calls.append(self.config)
 
-    mcv._calling_post_init(mcv._calling_post_init(Model))
+    _calling_post_init(_calling_post_init(Model))
     Model("c")
     assert calls == ["c"]
 
@@ -270,7 +279,7 @@ def _cached_snapshot() -> Path | None:
         repos = [repo for repo in scan_cache_dir().repos if repo.repo_id == REPO_ID]
     except CacheNotFound:
         return None
-    needed = (*mcv.CODE_FILES, "config.json", "preprocessor_config.json", "tokenizer_config.json")
+    needed = (*CODE_FILES, "config.json", "preprocessor_config.json", "tokenizer_config.json")
     usable = [revision for repo in repos for revision in repo.revisions
               if all((revision.snapshot_path / name).is_file() for name in needed)]
     return max(usable, key=lambda revision: revision.last_modified).snapshot_path if usable else None
@@ -296,9 +305,9 @@ def tiny_remote(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (dest / "config.json").write_text(json.dumps(config))
     settings = json.loads((snapshot / "preprocessor_config.json").read_text())
     (dest / "preprocessor_config.json").write_text(json.dumps({**settings, **SMALL_IMAGES}))
-    model_class = mcv.model_class(dest)
+    network_class = model_class(dest)
     torch.manual_seed(0)
-    model_class(model_class.config_class.from_pretrained(dest)).save_pretrained(dest)
+    network_class(network_class.config_class.from_pretrained(dest)).save_pretrained(dest)
     return dest
 
 
@@ -318,13 +327,13 @@ def _prompts(ddqa: Path, count: int) -> list:
 
 
 def test_remote_model_loads_as_built(tiny_remote, small_ddqa):
-    from eiad.train import per_sample_loss
+    from eiad.training.trainer import per_sample_loss
 
-    model_class = mcv.model_class(tiny_remote)
+    network_class = model_class(tiny_remote)
     torch.manual_seed(0)
-    built = model_class(model_class.config_class.from_pretrained(tiny_remote)).eval()
-    processor = ADAPTER.load_processor(tiny_remote, trust_remote_code=True)
-    loaded = ADAPTER.load_model(tiny_remote, trust_remote_code=True).eval()
+    built = network_class(network_class.config_class.from_pretrained(tiny_remote)).eval()
+    processor = REMOTE.processor(tiny_remote)
+    loaded = REMOTE.model(tiny_remote).eval()
     resampler = loaded.resampler
     sincos = sys.modules[type(resampler).__module__].get_2d_sincos_pos_embed(resampler.embed_dim, resampler.max_size)
     assert torch.allclose(resampler.pos_embed, torch.from_numpy(sincos))  # rebuilt after loading
@@ -339,18 +348,19 @@ def test_remote_model_loads_as_built(tiny_remote, small_ddqa):
 
 REMOTE_TRAIN = {"seed": 0, "learning_rate": 1e-2, "per_device_batch": 4, "grad_accum": 1, "warmup_ratio": 0.0,
                 "scheduler": "constant", "weight_decay": 0.0, "max_grad_norm": 1.0, "save_steps": 100,
-                "save_total_limit": 1, "logging_steps": 2, "max_length": 512}
+                "save_total_limit": 1, "logging_steps": 2, "max_length": 512, "encoding": "lazy"}
 
 
 def test_remote_model_trains_merges_and_generates(tiny_remote, small_ddqa, tmp_path):
     from safetensors.torch import load_file
 
-    from eiad.merge import load_with_adapter, merge_lora
-    from eiad.train import LoraSettings, TrainConfig, train_lora
+    from eiad.training.merge import load_with_adapter, merge_lora
+    from eiad.training.trainer import train_lora
 
-    config = TrainConfig(lora=LoraSettings(r=4, alpha=8, dropout=0.0, targets="swift2"), max_steps=6, **REMOTE_TRAIN)
-    result = train_lora(ADAPTER, tiny_remote, small_ddqa / "train.jsonl", tmp_path / "adapter",
-                        tmp_path / "checkpoints", tmp_path / "metrics", config, trust_remote_code=True)
+    config = train_config(lora={"r": 4, "alpha": 8, "dropout": 0.0, "targets": "swift2"}, max_steps=6,
+                          loss_reduction="token", **REMOTE_TRAIN)
+    result = train_lora(REMOTE, tiny_remote, small_ddqa / "train.jsonl", tmp_path / "adapter",
+                        tmp_path / "checkpoints", tmp_path / "metrics", config)
     rows = (tmp_path / "metrics" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()[1:]
     curve = [float(row.split("\t")[-1]) for row in rows]
     assert result["train_loss"] > 0 and len(curve) == 3 and curve[-1] < curve[0]
@@ -359,14 +369,14 @@ def test_remote_model_trains_merges_and_generates(tiny_remote, small_ddqa, tmp_p
     for module in ("resampler.kv_proj", "resampler.attn.out_proj", "llm.model.layers.0.mlp.down_proj"):
         assert any(module in key for key in trained), module
 
-    merge_lora(ADAPTER, tiny_remote, tmp_path / "adapter", tmp_path / "merged", trust_remote_code=True)
+    merge_lora(REMOTE, tiny_remote, tmp_path / "adapter", tmp_path / "merged")
     merged_dir = tmp_path / "merged"
-    assert all((merged_dir / name).is_file() for name in mcv.CODE_FILES if (tiny_remote / name).is_file())
+    assert all((merged_dir / name).is_file() for name in CODE_FILES if (tiny_remote / name).is_file())
     assert (merged_dir / "tokenizer_config.json").read_bytes() == (tiny_remote / "tokenizer_config.json").read_bytes()
-    processor = ADAPTER.load_processor(merged_dir, trust_remote_code=True)  # the merged folder loads on its own
-    merged = ADAPTER.load_model(merged_dir, trust_remote_code=True).eval()
-    with_adapter = load_with_adapter(ADAPTER, tiny_remote, tmp_path / "adapter", trust_remote_code=True).eval()
-    base = ADAPTER.load_model(tiny_remote, trust_remote_code=True).eval()
+    processor = REMOTE.processor(merged_dir)  # the merged folder loads on its own
+    merged = REMOTE.model(merged_dir).eval()
+    with_adapter = load_with_adapter(REMOTE, tiny_remote, tmp_path / "adapter").eval()
+    base = REMOTE.model(tiny_remote).eval()
     batch = _batch(processor, _prompts(small_ddqa, 3))
     assert torch.allclose(_logits(with_adapter, batch), _logits(merged, batch), atol=1e-4)
     assert not torch.allclose(_logits(base, batch), _logits(merged, batch), atol=1e-2)
@@ -378,10 +388,10 @@ def test_remote_model_trains_merges_and_generates(tiny_remote, small_ddqa, tmp_p
 
 
 def test_remote_model_trains_with_per_record_loss_and_checkpointing(tiny_remote, small_ddqa, tmp_path):
-    from eiad.train import LoraSettings, TrainConfig, train_lora
+    from eiad.training.trainer import train_lora
 
-    config = TrainConfig(lora=LoraSettings(r=4, alpha=8, dropout=0.0, targets="swift4"), max_steps=2,
-                         loss_reduction="sample", gradient_checkpointing=True, **REMOTE_TRAIN)
-    result = train_lora(ADAPTER, tiny_remote, small_ddqa / "train.jsonl", tmp_path / "adapter",
-                        tmp_path / "checkpoints", tmp_path / "metrics", config, trust_remote_code=True)
+    config = train_config(lora={"r": 4, "alpha": 8, "dropout": 0.0, "targets": "swift4"}, max_steps=2,
+                          loss_reduction="sample", gradient_checkpointing=True, **REMOTE_TRAIN)
+    result = train_lora(REMOTE, tiny_remote, small_ddqa / "train.jsonl", tmp_path / "adapter",
+                        tmp_path / "checkpoints", tmp_path / "metrics", config)
     assert torch.isfinite(torch.tensor(result["train_loss"])) and result["train_loss"] > 0

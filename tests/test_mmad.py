@@ -1,9 +1,13 @@
 import json
 
 import pytest
+from conftest import config
 
+from eiad.benchmark.mmad import check_files, load_benchmark
+from eiad.benchmark.parsing import parse_answer
+from eiad.benchmark.prompts import INSTRUCTION, build_prompt
+from eiad.benchmark.scoring import Scored, summarise
 from eiad.errors import DataError
-from eiad.mmad import INSTRUCTION, Scored, build_prompt, check_files, load_benchmark, parse_answer, summarise
 
 YES_NO = {"A": "Yes", "B": "No"}
 FOUR = {"A": "scratch", "B": "hole", "C": "crack", "D": "stain"}
@@ -80,11 +84,11 @@ def test_schema_errors_name_the_problem(tmp_path):
 
 def test_missing_images_are_reported(demo_benchmark, tmp_path):
     questions = load_benchmark(demo_benchmark)
-    check_files(demo_benchmark, questions, "1-shot", "random")
+    check_files(demo_benchmark, questions, True, "random")
     data = json.loads((demo_benchmark / "mmad.json").read_text())
     copy = _write(tmp_path, data)
     with pytest.raises(DataError, match=r"image\(s\) referenced by mmad.json are missing: Demo/"):
-        check_files(copy, load_benchmark(copy), "0-shot", "random")
+        check_files(copy, load_benchmark(copy), False, "random")
 
 
 def test_prompts_for_both_protocols(demo_benchmark):
@@ -100,7 +104,7 @@ def test_prompts_for_both_protocols(demo_benchmark):
 
 
 def test_evaluate_mmad_with_a_perfect_model_in_one_shot(demo_benchmark):
-    from eiad.evaluate import EvalConfig, evaluate_mmad
+    from eiad.evaluation.runner import EvalConfig, evaluate_mmad
 
     expected = iter(q.answer for q in load_benchmark(demo_benchmark))  # asked in this order
     shown = []
@@ -109,22 +113,22 @@ def test_evaluate_mmad_with_a_perfect_model_in_one_shot(demo_benchmark):
         shown.extend(prompts)
         return [f"The answer is {next(expected)}." for _ in prompts]
 
-    metrics, answers = evaluate_mmad(ask, demo_benchmark, EvalConfig(protocol="1-shot", batch_size=5))
+    metrics, answers = evaluate_mmad(ask, demo_benchmark, config(EvalConfig, "evaluate", protocol="1-shot", batch_size=5))
     assert metrics["average"]["Average"] == 100.0 and metrics["parse"]["letter"] == metrics["questions"]
     assert all(sum(not isinstance(part, str) for part in prompt) == 2 for prompt in shown)
     assert {a["gpt_answer"] for a in answers} <= set("ABCDE") and len(answers) == metrics["questions"]
 
 
 def test_evaluate_ddqa_scores_a_perfect_and_a_silent_model(small_ddqa):
-    from eiad.evaluate import EvalConfig, evaluate_ddqa
+    from eiad.evaluation.runner import EvalConfig, evaluate_ddqa
     from eiad.io import read_jsonl
 
     records = sorted(read_jsonl(small_ddqa / "test.jsonl"), key=lambda r: r["task"])  # asked task by task
     truth = iter(r["messages"][1]["content"] for r in records)
     perfect, _ = evaluate_ddqa(lambda prompts, n: [next(truth) for _ in prompts], small_ddqa / "test.jsonl",
-                               EvalConfig(batch_size=7))
+                               config(EvalConfig, "evaluate", batch_size=7))
     assert perfect["AD"]["balanced_accuracy"] == 100.0 and perfect["DC"]["accuracy"] == 100.0
     assert perfect["DFM"] == {**perfect["DFM"], "parse_rate": 100.0, "mean_iou": 1.0, "iou_ge_0_5": 100.0}
-    silent, rows = evaluate_ddqa(lambda prompts, n: ["" for _ in prompts], small_ddqa / "test.jsonl", EvalConfig())
+    silent, rows = evaluate_ddqa(lambda prompts, n: ["" for _ in prompts], small_ddqa / "test.jsonl", config(EvalConfig, "evaluate"))
     assert silent["AD"]["accuracy"] == 0.0 and silent["AD"]["unparsed"] == silent["AD"]["n"]
     assert silent["DFM"]["parse_rate"] == 0.0 and all(row["output"] == "" for row in rows)

@@ -1,14 +1,17 @@
 import shutil
 
 import pytest
+from conftest import config, model_handle, params
 
-from eiad.base_model import HubModel, ModelConfig, download, model_config
-from eiad.ddqa import record_prompt
+from eiad.ddqa.records import record_prompt
 from eiad.errors import ConfigError, DataError, EiadError
 from eiad.io import read_jsonl
-from eiad.models import adapters, get_adapter
-from eiad.models.base import IGNORE_INDEX
-from eiad.train import LoraSettings, attach_lora
+from eiad.models import get_adapter, known_families
+from eiad.models.adapter import IGNORE_INDEX
+from eiad.models.config import HubModel, ModelConfig
+from eiad.models.fetch import download
+from eiad.training.config import LoraSettings
+from eiad.training.trainer import attach_lora
 
 QWEN = get_adapter("qwen2_vl")
 
@@ -25,10 +28,9 @@ def test_tiny_model_is_an_ordinary_hugging_face_folder(tiny_model):
 
 
 def test_tiny_build_is_deterministic(tiny_model, small_ddqa, tmp_path):
-    from conftest import TINY
-    from eiad.base_model import fetch_base_model
+    from eiad.models.fetch import fetch_base_model
 
-    fetch_base_model(ModelConfig(tiny=TINY), tmp_path, small_ddqa)
+    fetch_base_model(model_handle(), tmp_path, small_ddqa)
     for name in ("model.safetensors", "tokenizer.json", "config.json"):
         assert (tmp_path / name).read_bytes() == (tiny_model / name).read_bytes(), name
 
@@ -71,7 +73,7 @@ def test_generation_returns_text(tiny_model, small_ddqa):
 
 
 def test_lora_presets_and_bad_regex(tiny_model):
-    from eiad.models.base import matching_modules
+    from eiad.models.adapter import matching_modules
 
     model = QWEN.load_model(tiny_model)
     llm = matching_modules(model, QWEN.lora_targets("llm"))
@@ -80,7 +82,7 @@ def test_lora_presets_and_bad_regex(tiny_model):
     assert "lm_head" in everything and any("visual.blocks" in n for n in everything)
     assert any("merger" in n for n in matching_modules(model, QWEN.lora_targets("llm+projector")))
     with pytest.raises(ConfigError, match="matches no linear layer"):
-        attach_lora(model, QWEN, LoraSettings(targets=r"nothing\.here"))
+        attach_lora(model, QWEN, config(LoraSettings, "train.lora", targets=r"nothing\.here"))
 
 
 def test_missing_processor_and_bad_model_config(tiny_model, tmp_path):
@@ -93,23 +95,28 @@ def test_missing_processor_and_bad_model_config(tiny_model, tmp_path):
     with pytest.raises(DataError, match="no config.json"):
         QWEN.load_model(tmp_path)
     with pytest.raises(ConfigError, match="unknown model family 'llama9'"):
-        model_config({"family": "llama9"})
+        config(ModelConfig, "model", family="llama9")
     # a remote-code family without the opt-in stops at the config, before any download
     with pytest.raises(ConfigError, match="'minicpmv2_6' runs code from its Hub repository"):
-        model_config({"family": "minicpmv2_6", "source": "hub", "hub": {"repo_id": "openbmb/MiniCPM-V-2_6"}})
-    assert "qwen2_vl" in adapters()
+        config(ModelConfig, "model", family="minicpmv2_6", source="hub",
+               hub={**params("model.hub"), "repo_id": "openbmb/MiniCPM-V-2_6"})
+    assert known_families() == ["llava_onevision", "minicpm_v4", "minicpmv2_6", "qwen2_5_vl", "qwen2_vl", "smolvlm"]
+
+
+def _hub(**changes) -> HubModel:
+    return config(HubModel, "model.hub", **changes)
 
 
 def test_hub_download_needs_a_pinned_revision_and_says_when_offline(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="pinned revision"):
-        download(HubModel(repo_id="Qwen/Qwen2-VL-2B-Instruct", revision="main"), QWEN, tmp_path)
+        download(_hub(repo_id="Qwen/Qwen2-VL-2B-Instruct", revision="main"), QWEN, tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(EiadError, match="unreachable"):
-        download(HubModel(repo_id="Qwen/Qwen2-VL-2B-Instruct", revision="a" * 40), QWEN, tmp_path / "m")
+        download(_hub(repo_id="Qwen/Qwen2-VL-2B-Instruct", revision="a" * 40), QWEN, tmp_path / "m")
 
 
 def test_a_model_of_another_family_stops_before_its_weights_download(tmp_path, monkeypatch):
@@ -124,14 +131,14 @@ def test_a_model_of_another_family_stops_before_its_weights_download(tmp_path, m
     with serve(state) as url:
         with pytest.raises(ConfigError, match="lab/smol is a 'idefics3' model, not one of family 'qwen2_vl'.*set "
                                               "model.family: smolvlm"):
-            download(HubModel(repo_id="lab/smol", revision=commit, endpoint=url), QWEN, tmp_path / "a")
+            download(_hub(repo_id="lab/smol", revision=commit, endpoint=url), QWEN, tmp_path / "a")
         with pytest.raises(ConfigError, match="'llama' model.*no adapter knows it"):
-            download(HubModel(repo_id="lab/odd", revision=commit, endpoint=url), QWEN, tmp_path / "b")
+            download(_hub(repo_id="lab/odd", revision=commit, endpoint=url), QWEN, tmp_path / "b")
     assert not any(path.endswith("model.safetensors") for _, path, _ in state.requests)
 
 
 def test_a_hub_snapshot_is_linked_not_downloaded_again(tmp_path):
-    from eiad.base_model import link_tree
+    from eiad.models.fetch import link_tree
 
     blobs, snapshot = tmp_path / "blobs", tmp_path / "snapshots" / ("c" * 40)
     (snapshot / "sub").mkdir(parents=True)

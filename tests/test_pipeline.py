@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import SMALL_BENCHMARK, SMALL_FETCH, TINY
 from dvc_project import commit_all, make_project, run, set_param, stages_run, tree_bytes
 
@@ -46,6 +45,20 @@ def test_repro_then_nothing_to_do(project):
     shown = run("dvc", "metrics", "show", cwd=project)
     assert "metrics/base/mmad.json" in shown and "metrics/mmad.json" in shown
     assert stages_run(run("dvc", "repro", cwd=project)) == []
+    assert "up to date" in run("dvc", "status", cwd=project)
+
+
+def test_editing_code_evaluate_runs_marks_only_the_stages_that_run_it(project):
+    """An edit of MMAD's scoring must re-run both evaluations, and nothing upstream of them."""
+    scoring = project / "eiad" / "benchmark" / "scoring.py"
+    original = scoring.read_text()
+    scoring.write_text(original + "\n# a deliberate edit\n")
+    try:
+        status = run("dvc", "status", cwd=project)
+    finally:
+        scoring.write_text(original)
+    changed = {line.strip().rstrip(":") for line in status.splitlines() if line and not line.startswith("\t")}
+    assert changed == {"evaluate@base", "evaluate@tuned"}, status
     assert "up to date" in run("dvc", "status", cwd=project)
 
 

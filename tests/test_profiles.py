@@ -1,9 +1,9 @@
 """Profiles: the paper's settings as one `dvc exp run` command, checked before anything runs."""
 
 import pytest
-
 from conftest import REPO
 from dvc_project import commit_all, make_project, run
+
 from eiad.errors import ConfigError
 from eiad.profiles import exp_run_arguments, flatten, resolve
 

@@ -5,21 +5,22 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import params
+from native import make_prreal
 from PIL import Image
 
+from eiad.data.images import read_mask
+from eiad.data.layout import read_manifest
 from eiad.errors import BadSampleError, DataError, LayoutError
-from eiad.layout import read_manifest
-from eiad.masks import read_mask
 from eiad.sources import get_source
 from eiad.sources.mmad import report_missing
-from native import make_prreal
 
 PRREAL = get_source("prreal")
 
 
-def _organise(raw, out, **params):
+def _organise(raw, out, **options):
     out.mkdir()
-    return PRREAL.organise(params, raw, out)
+    return PRREAL.organise({**params("sources.prreal.organise"), **options}, raw, out)
 
 
 def test_unified_layout_is_copied_with_masks_and_groups(tmp_path):
@@ -35,9 +36,10 @@ def test_unified_layout_is_copied_with_masks_and_groups(tmp_path):
 
 
 def test_an_archive_of_one_class_keeps_its_class(tmp_path, monkeypatch):
-    import eiad.sources.prreal as prreal
-    from eiad.fetching import FetchedFile
     from native import zip_folder
+
+    from eiad.data.fetching import FetchedFile
+    from eiad.sources import prreal
 
     one_class = make_prreal(tmp_path / "layout")
     archive = tmp_path / "PR-REAL.zip"
@@ -46,7 +48,7 @@ def test_an_archive_of_one_class_keeps_its_class(tmp_path, monkeypatch):
         name, url, "", "0" * 64, archive.stat().st_size)))
     raw = tmp_path / "raw"
     raw.mkdir()
-    PRREAL.fetch({"url": "http://mirror.invalid/prreal"}, raw)
+    PRREAL.fetch({**params("sources.prreal.fetch"), "url": "http://mirror.invalid/prreal"}, raw)
     _organise(raw, tmp_path / "out")
     assert {s.cls for s in read_manifest(tmp_path / "out")} == {"PRR"}
 

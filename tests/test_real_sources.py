@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from dvc_project import commit_all, make_project, run, set_param, stages_run
 from fake_hub import HubState, serve
 from native import (
@@ -54,7 +53,7 @@ def hub(tmp_path_factory, demo_benchmark):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, hub) -> Path:
     """The repository with each source's download location pointed at the loopback server."""
-    state, url = hub
+    _, url = hub
     root = make_project(tmp_path_factory.mktemp("real") / "repo")
     set_param(root, "sources.bsdata.fetch.url", f"{url}/2Obe/BSData/archive/{{commit}}.zip")
     set_param(root, "sources.bsdata.fetch.commit", BSDATA_COMMIT)

@@ -5,19 +5,20 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from conftest import params
+from native import make_realiad
 from PIL import Image
 
+from eiad.data.layout import read_manifest
 from eiad.errors import BadSampleError, DataError, LayoutError
-from eiad.layout import read_manifest
 from eiad.sources import get_source
-from native import make_realiad
 
 REALIAD = get_source("realiad")
 
 
-def _organise(raw, out, **params):
+def _organise(raw, out, **options):
     out.mkdir()
-    return REALIAD.organise(params, raw, out)
+    return REALIAD.organise({**params("sources.realiad.organise"), **options}, raw, out)
 
 
 def test_json_decides_normal_and_views_share_a_group(tmp_path):

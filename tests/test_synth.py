@@ -2,11 +2,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import config
 
 from eiad.errors import ConfigError
-from eiad.synth import DARK_DEFECTS, DEFECTS, PRODUCTS, RenderConfig, make_part, random_pose, render
+from eiad.sources.demo.defects import DEFECT_KINDS, DEFECTS
+from eiad.sources.demo.products import PRODUCTS
+from eiad.sources.demo.render import RenderConfig, make_part, random_pose, render
 
-CONFIG = RenderConfig()
+CONFIG = config(RenderConfig, "sources.demo.fetch.render")
 
 
 def _render(product, defect, seed):
@@ -52,9 +55,9 @@ def test_defect_mask_size_and_contrast(product, defect):
         assert 0.5 * low <= mask.sum() / part_pixels <= 1.5 * high, (product, defect, seed)
         inside = damaged.image.astype(float).mean(axis=2)[mask].mean()
         reference = clean.image.astype(float).mean(axis=2)[mask].mean()
-        if defect in DARK_DEFECTS:
+        if DEFECT_KINDS[defect].look == "dark":
             assert reference - inside > 0.6 * CONFIG.dark_contrast[0] * pose.gain, (product, defect, seed)
-        elif defect == "stain":
+        elif DEFECT_KINDS[defect].look == "bright":
             assert inside - reference > 25, (product, defect, seed)
         else:  # a missing part shows the background where the part was
             assert abs(inside - _background(pose).mean()) < 15, (product, defect, seed)
@@ -65,15 +68,15 @@ def _background(pose):
 
 
 def test_defect_area_follows_params():
-    small = RenderConfig(defect_area=(0.02, 0.03))
-    large = RenderConfig(defect_area=(0.12, 0.15))
+    small = config(RenderConfig, "sources.demo.fetch.render", defect_area=(0.02, 0.03))
+    large = config(RenderConfig, "sources.demo.fetch.render", defect_area=(0.12, 0.15))
     rng = np.random.default_rng(0)
     sizes = {}
-    for name, config in (("small", small), ("large", large)):
+    for name, render_config in (("small", small), ("large", large)):
         areas = []
         for _ in range(5):
-            part = make_part("plate", "hole", config, rng)
-            capture = render(part, random_pose(rng), config, rng)
+            part = make_part("plate", "hole", render_config, rng)
+            capture = render(part, random_pose(rng), render_config, rng)
             areas.append(capture.mask.sum())
         sizes[name] = np.mean(areas)
     assert sizes["large"] > 3 * sizes["small"]
@@ -81,6 +84,6 @@ def test_defect_area_follows_params():
 
 def test_bad_render_config_is_rejected():
     with pytest.raises(ConfigError):
-        RenderConfig(defect_area=(0.2, 0.1))
+        config(RenderConfig, "sources.demo.fetch.render", defect_area=(0.2, 0.1))
     with pytest.raises(ConfigError):
-        RenderConfig(image_size=8)
+        config(RenderConfig, "sources.demo.fetch.render", image_size=8)

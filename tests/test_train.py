@@ -6,19 +6,21 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import model_handle, train_config
 
-from eiad.ddqa import record_prompt
+from eiad.ddqa.records import record_prompt
 from eiad.errors import ConfigError
 from eiad.io import read_jsonl
-from eiad.merge import load_with_adapter, merge_lora
-from eiad.models import get_adapter
-from eiad.train import COMPLETE, LoraSettings, TrainConfig, train_lora
+from eiad.training.checkpoints import COMPLETE
+from eiad.training.merge import load_with_adapter, merge_lora
+from eiad.training.trainer import train_lora
 
-QWEN = get_adapter("qwen2_vl")
-CONFIG = TrainConfig(
-    encoding="eager", seed=0, lora=LoraSettings(r=8, alpha=16, dropout=0.0, targets="all"), learning_rate=3e-3, max_steps=30,
-    per_device_batch=8, grad_accum=1, warmup_ratio=0.0, scheduler="constant", weight_decay=0.0,
-    max_grad_norm=1.0, save_steps=10, save_total_limit=5, logging_steps=5, max_length=256,
+MODEL = model_handle()
+QWEN = MODEL.adapter
+CONFIG = train_config(
+    encoding="eager", seed=0, lora={"r": 8, "alpha": 16, "dropout": 0.0, "targets": "all"}, learning_rate=3e-3,
+    max_steps=30, per_device_batch=8, grad_accum=1, warmup_ratio=0.0, scheduler="constant", weight_decay=0.0,
+    max_grad_norm=1.0, save_steps=10, save_total_limit=5, logging_steps=5, max_length=256, loss_reduction="token",
 )
 
 
@@ -30,7 +32,7 @@ def _loss_curve(metrics_dir):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_model, small_ddqa):
     root = tmp_path_factory.mktemp("train")
-    result = train_lora(QWEN, tiny_model, small_ddqa / "train.jsonl", root / "adapter", root / "checkpoints",
+    result = train_lora(MODEL, tiny_model, small_ddqa / "train.jsonl", root / "adapter", root / "checkpoints",
                         root / "metrics", CONFIG)
     return root, result
 
@@ -51,7 +53,7 @@ def test_resume_after_an_interrupted_run(trained, tiny_model, small_ddqa, tmp_pa
     shutil.copytree(root / "checkpoints", checkpoints)
     shutil.rmtree(checkpoints / "checkpoint-30")
     (checkpoints / COMPLETE).unlink()
-    train_lora(QWEN, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", checkpoints,
+    train_lora(MODEL, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", checkpoints,
                tmp_path / "metrics", CONFIG)
     state = json.loads((checkpoints / "checkpoint-30" / "trainer_state.json").read_text())
     logged_steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
@@ -71,7 +73,7 @@ def test_a_finished_run_is_trained_again_not_resumed(trained, tiny_model, small_
     checkpoints = tmp_path / "checkpoints"
     shutil.copytree(root / "checkpoints", checkpoints)
     assert (checkpoints / COMPLETE).exists()
-    again = train_lora(QWEN, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", checkpoints,
+    again = train_lora(MODEL, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", checkpoints,
                        tmp_path / "metrics", CONFIG)
     assert again["train_loss"] == pytest.approx(result["train_loss"], rel=1e-4)  # all 30 steps, not the last one
     state = json.loads((checkpoints / "checkpoint-30" / "trainer_state.json").read_text())
@@ -80,14 +82,14 @@ def test_a_finished_run_is_trained_again_not_resumed(trained, tiny_model, small_
 
 def test_lazy_encoding_trains_as_eager_does(trained, tiny_model, small_ddqa, tmp_path):
     root, result = trained  # CONFIG encodes eagerly
-    lazy = train_lora(QWEN, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", tmp_path / "checkpoints",
+    lazy = train_lora(MODEL, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", tmp_path / "checkpoints",
                       tmp_path / "metrics", replace(CONFIG, encoding="lazy"))
     assert lazy["train_loss"] == pytest.approx(result["train_loss"], rel=1e-5)
     assert _loss_curve(tmp_path / "metrics") == pytest.approx(_loss_curve(root / "metrics"), rel=1e-5)
 
 
 def test_lazy_encoding_replaces_a_record_that_is_too_long(tiny_model, small_ddqa):
-    from eiad.train import LazyExamples
+    from eiad.training.data import LazyExamples
 
     processor = QWEN.load_processor(tiny_model)
     records = read_jsonl(small_ddqa / "train.jsonl")
@@ -105,17 +107,17 @@ def test_other_settings_start_afresh(trained, tiny_model, small_ddqa, tmp_path):
     root, _ = trained
     checkpoints = tmp_path / "checkpoints"
     shutil.copytree(root / "checkpoints", checkpoints)
-    train_lora(QWEN, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", checkpoints,
+    train_lora(MODEL, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", checkpoints,
                tmp_path / "metrics", replace(CONFIG, max_steps=10, learning_rate=1e-3))
     assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-10"]
 
 
 def test_merged_model_equals_the_adapter_model(trained, tiny_model, small_ddqa, tmp_path):
     root, _ = trained
-    merge_lora(QWEN, tiny_model, root / "adapter", tmp_path / "merged")
+    merge_lora(MODEL, tiny_model, root / "adapter", tmp_path / "merged")
     processor = QWEN.load_processor(tmp_path / "merged")  # the merged folder loads on its own
     merged = QWEN.load_model(tmp_path / "merged").eval()
-    with_adapter = load_with_adapter(QWEN, tiny_model, root / "adapter").eval()
+    with_adapter = load_with_adapter(MODEL, tiny_model, root / "adapter").eval()
     base = QWEN.load_model(tiny_model).eval()
     records = read_jsonl(small_ddqa / "test.jsonl")[:4]
     batch = QWEN.collate([QWEN.encode(processor, record_prompt(r)[0]) for r in records], processor.tokenizer.pad_token_id)
@@ -132,7 +134,7 @@ def test_merged_model_equals_the_adapter_model(trained, tiny_model, small_ddqa, 
 def test_per_sample_loss_weighs_every_record_the_same():
     from types import SimpleNamespace
 
-    from eiad.train import per_sample_loss
+    from eiad.training.trainer import per_sample_loss
 
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 7)
@@ -150,6 +152,6 @@ def test_per_sample_loss_weighs_every_record_the_same():
 
 
 def test_gradient_checkpointing_trains(tiny_model, small_ddqa, tmp_path):
-    result = train_lora(QWEN, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", tmp_path / "checkpoints",
+    result = train_lora(MODEL, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", tmp_path / "checkpoints",
                         tmp_path / "metrics", replace(CONFIG, max_steps=2, gradient_checkpointing=True))
     assert result["train_loss"] > 0 and (tmp_path / "adapter" / "adapter_model.safetensors").is_file()

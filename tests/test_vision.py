@@ -6,22 +6,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import params
+from native import HEIGHT, WIDTH, make_vision
 from PIL import Image
 from pycocotools.coco import COCO
 
+from eiad.data.layout import read_manifest
 from eiad.errors import BadSampleError, ConfigError, DataError, LayoutError
-from eiad.layout import read_manifest
 from eiad.sources import get_source
 from eiad.sources.vision import defect_names
-from native import HEIGHT, WIDTH, make_vision
 
 VISION = get_source("vision")
 # pycocotools' Cython decoder predates numpy 2's __array__(copy=) protocol; harmless, and outside
 # pytest Python hides DeprecationWarnings raised in library code
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
-def _organise(raw, out, **params):
+def _organise(raw, out, **options):
     out.mkdir()
-    return VISION.organise(params, raw, out)
+    return VISION.organise({**params("sources.vision.organise"), **options}, raw, out)
 
 
 def _edit_coco(raw: Path, subset: str, split: str, edit) -> None:
@@ -53,7 +54,7 @@ def test_counts_classes_defects_and_groups(raw, tmp_path):
     assert not any("000009" in name or "cyl_d" in name for name in names)  # inference/ is never read
     for sample in samples:
         split, stem = Path(sample.image).stem.split("__")[0].split("_", 1)
-        assert open(sample.image, "rb").read() == (raw / sample.cls / split / f"{stem}.jpg").read_bytes()
+        assert Path(sample.image).read_bytes() == (raw / sample.cls / split / f"{stem}.jpg").read_bytes()
 
 
 def _reference_masks(raw: Path, subset: str, split: str) -> dict[tuple[str, str], np.ndarray]:

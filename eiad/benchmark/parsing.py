@@ -1,0 +1,31 @@
+"""Reading the chosen option's letter out of a model's answer, as MMAD's scripts do."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Literal
+
+_LETTER = re.compile(r"\b([A-E])\b")
+
+ParseStatus = Literal["letter", "fuzzy", "unparsed"]
+
+
+def parse_answer(output: str, options: dict[str, str]) -> tuple[str | None, ParseStatus]:
+    """MMAD's parsing: the last standalone capital A-E; else the closest option text (flagged).
+
+    Lower-case letters are not letters to MMAD's regex, so they go to the fuzzy match. An empty
+    output, or one with no options to match against, is unparsed.
+    """
+    letters = _LETTER.findall(output)
+    if letters:
+        return letters[-1], "letter"
+    if not output.strip() or not options:
+        return None, "unparsed"
+    texts = list(options.values())
+    closest = difflib.get_close_matches(output, texts, n=1, cutoff=0.0)
+    if not closest:
+        return None, "unparsed"
+    return list(options)[texts.index(closest[0])], "fuzzy"
+
+

@@ -1,0 +1,186 @@
+"""What every model family shares: loading, prompts, label-masked encoding, collation, generation.
+
+A family adapter (one package per family in ``eiad/models/families``) subclasses :class:`VLMAdapter`
+and states what differs: its LoRA target presets and, where it has one, an offline tiny model.
+The default behaviour goes through the transformers Auto classes and the model's own chat
+template, so a transformers-native family usually needs nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from eiad.errors import ConfigError, DataError
+from eiad.questions import Prompt
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
+
+
+@dataclass
+class Example:
+    """One encoded sample: token-aligned tensors (1 x length) and the rest (pixel values...)."""
+
+    tokens: dict[str, torch.Tensor]
+    media: dict[str, torch.Tensor]
+
+    @property
+    def length(self) -> int:
+        return int(self.tokens["input_ids"].shape[-1])
+
+
+class VLMAdapter:
+    """Base adapter: a transformers-native VLM loaded through the Auto classes."""
+
+    family: str = ""
+    # LoRA target presets: name -> regex over module names (peft full-matches it)
+    lora_presets: ClassVar[dict[str, str]] = {}
+    # files a merged folder must carry over from the base model besides weights and processor
+    extra_files: tuple[str, ...] = ()
+    # the config.json model_type values of the models this adapter handles
+    model_types: tuple[str, ...] = ()
+    # the family's model code lives in its Hub repository: it runs only on an explicit opt-in
+    remote_code: bool = False
+    # media key -> the dimension its tensors are joined on in a batch (0 unless listed)
+    media_concat_dims: ClassVar[dict[str, int]] = {}
+
+    # --- loading ------------------------------------------------------------------------
+
+    def load_processor(self, model_dir: Path, trust_remote_code: bool = False) -> Any:
+        from transformers import AutoProcessor
+
+        if not any((model_dir / name).is_file() for name in PROCESSOR_FILES):
+            raise DataError(model_dir, f"model folder has no processor (none of {list(PROCESSOR_FILES)})")
+        return AutoProcessor.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+
+    def load_model(self, model_dir: Path, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False) -> Any:
+        from transformers import AutoModelForImageTextToText
+
+        if not (model_dir / "config.json").is_file():
+            raise DataError(model_dir, "is not a model folder (no config.json)")
+        return AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code)
+
+    def lora_targets(self, name_or_regex: str) -> str:
+        """A preset's regex, or the argument itself when it is not a preset name."""
+        return self.lora_presets.get(name_or_regex, name_or_regex)
+
+    # --- prompts and encoding -----------------------------------------------------------
+
+    def messages(self, prompt: Prompt, answer: str | None = None) -> list[dict[str, Any]]:
+        """The prompt as a chat in the Hugging Face multimodal content format."""
+        content = [{"type": "text", "text": part} if isinstance(part, str) else {"type": "image"} for part in prompt]
+        chat: list[dict[str, Any]] = [{"role": "user", "content": content}]
+        if answer is not None:
+            chat.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+        return chat
+
+    def encode(self, processor: Any, prompt: Prompt, answer: str | None = None) -> Example:
+        """Tokenise a prompt (and its answer); labels cover only the answer and end of turn."""
+        images = [part for part in prompt if not isinstance(part, str)]
+        prompt_text = processor.apply_chat_template(self.messages(prompt), add_generation_prompt=True, tokenize=False)
+        # one prompt's images as one nested list: the multi-image form every processor reads
+        # alike (LLaVA-OneVision would otherwise take each image as a prompt of its own)
+        encoded = processor(text=[prompt_text], images=[images] if images else None, return_tensors="pt")
+        tokens = {k: v for k, v in encoded.items() if v.dim() == 2 and v.shape == encoded["input_ids"].shape}
+        media = {k: v for k, v in encoded.items() if k not in tokens}
+        if answer is None:
+            return Example(tokens, media)
+        full_text = processor.apply_chat_template(self.messages(prompt, answer), tokenize=False)
+        if not full_text.startswith(prompt_text):
+            raise ConfigError(f"{self.family}: the chat template renders the prompt differently with an answer")
+        completion = processor.tokenizer(full_text[len(prompt_text):], add_special_tokens=False, return_tensors="pt")
+        answer_ids = completion["input_ids"]
+        # other token-aligned tensors (attention mask, token types) continue as text tokens do
+        continuation = {"input_ids": answer_ids, "attention_mask": torch.ones_like(answer_ids)}
+        tokens = {
+            key: torch.cat([value, continuation.get(key, torch.zeros_like(answer_ids))], dim=1)
+            for key, value in tokens.items()
+        }
+        prompt_length = encoded["input_ids"].shape[1]
+        labels = tokens["input_ids"].clone()
+        labels[:, :prompt_length] = IGNORE_INDEX
+        tokens["labels"] = labels
+        return Example(tokens, media)
+
+    def collate(self, examples: Sequence[Example], pad_token_id: int, padding_side: str = "right") -> dict[str, torch.Tensor]:
+        """Pad token-aligned tensors (labels with -100) and join the media tensors (see :func:`concat_padded`)."""
+        longest = max(example.length for example in examples)
+        batch: dict[str, torch.Tensor] = {}
+        for key in examples[0].tokens:
+            fill = pad_token_id if key == "input_ids" else IGNORE_INDEX if key == "labels" else 0
+            rows = []
+            for example in examples:
+                value = example.tokens[key]
+                pad = torch.full((1, longest - value.shape[1]), fill, dtype=value.dtype)
+                rows.append(torch.cat([pad, value] if padding_side == "left" else [value, pad], dim=1))
+            batch[key] = torch.cat(rows, dim=0)
+        for key in examples[0].media:
+            batch[key] = concat_padded([example.media[key] for example in examples], self.media_concat_dims.get(key, 0))
+        return batch
+
+    # --- generation ---------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def generate(self, model: Any, processor: Any, prompts: Sequence[Prompt], max_new_tokens: int) -> list[str]:
+        """Greedy answers to a batch of prompts."""
+        tokenizer = processor.tokenizer
+        examples = [self.encode(processor, prompt) for prompt in prompts]
+        batch = self.collate(examples, tokenizer.pad_token_id, padding_side="left")
+        batch = {key: value.to(model.device) for key, value in batch.items()}
+        output = model.generate(
+            **batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+            pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None,
+        )
+        new_tokens = output[:, batch["input_ids"].shape[1]:]
+        return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    # --- an offline model -----------------------------------------------------------------
+
+    def build_tiny(self, params: dict[str, Any], corpus: Sequence[str], dest: Path) -> None:
+        """Build a small randomly initialised model of this family into ``dest`` (offline)."""
+        raise ConfigError(f"model family {self.family!r} has no offline tiny model; use model.source: hub")
+
+
+def standard_presets(llm: str, projector: str, vision: str) -> dict[str, str]:
+    """The presets every family has, from regexes over its language model, projector and vision tower."""
+    return {
+        "llm": llm,
+        "llm+projector": f"({llm}|{projector})",
+        "all": f"({llm}|{projector}|{vision}|lm_head)",
+    }
+
+
+def concat_padded(tensors: Sequence[torch.Tensor], dim: int = 0) -> torch.Tensor:
+    """Concatenate on ``dim`` after zero-padding every other dimension to the largest size.
+
+    Image tensors change shape from prompt to prompt where the number of images, sub-images or
+    tiles differs (1-shot vs 0-shot, image splitting, any-resolution tiling: Idefics3 gives
+    ``(prompts, images, 3, H, W)``, LLaVA-OneVision ``(images, tiles, 3, H, W)``). Their
+    processors pad the same way within one call, and the models skip the padding (an all-zero
+    image is dropped, tiles beyond an image's count are never read). Equal shapes are unchanged.
+    """
+    ndim = tensors[0].dim()
+    dim %= ndim
+    largest = [max(tensor.shape[d] for tensor in tensors) for d in range(ndim)]
+    padded = []
+    for tensor in tensors:
+        # torch's pad lists (before, after) per dimension, last dimension first
+        pad = [size for d in reversed(range(ndim)) for size in (0, 0 if d == dim else largest[d] - tensor.shape[d])]
+        padded.append(torch.nn.functional.pad(tensor, pad))
+    return torch.cat(padded, dim=dim)
+
+
+def matching_modules(model: Any, pattern: str) -> list[str]:
+    """Names of the linear-like modules that a LoRA target regex selects (peft full-matches)."""
+    regex = re.compile(pattern)
+    return [name for name, module in model.named_modules()
+            if regex.fullmatch(name) and isinstance(module, (torch.nn.Linear, torch.nn.Conv1d))]
