@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import random
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from PIL import Image
 
@@ -61,3 +62,23 @@ def format_question(question: str, options: dict[str, str] | None) -> str:
         return question
     lines = [question, *(f"{letter}. {text}" for letter, text in options.items()), ANSWER_INSTRUCTION]
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image of a prompt not loaded yet: its path, relative to the folder the prompt is read from."""
+
+    path: str
+
+
+PromptPlan = Sequence[str | ImageRef]  # a prompt before its images are loaded
+
+
+def load_prompt(plan: PromptPlan, load: Callable[[str], Image.Image]) -> Prompt:
+    """``plan`` with each image loaded by ``load`` (given the image's path)."""
+    return [load(part.path) if isinstance(part, ImageRef) else part for part in plan]
+
+
+def describe(plan: PromptPlan) -> list[dict[str, str]]:
+    """``plan`` as JSON: ``{"image": path}`` and ``{"text": text}`` parts, in order (what a model was asked)."""
+    return [{"image": part.path} if isinstance(part, ImageRef) else {"text": part} for part in plan]

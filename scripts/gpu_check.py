@@ -365,7 +365,8 @@ def part_tiny(smoke: bool, work: Path) -> dict[str, Any]:
 
     from eiad.data.layout import read_manifest
     from eiad.ddqa.build import DDQAConfig, build_ddqa
-    from eiad.evaluation.runner import EvalConfig, run_evaluation
+    from eiad.evaluation.config import EvalConfig
+    from eiad.evaluation.runner import run_evaluation
     from eiad.models.config import ModelConfig, ModelHandle
     from eiad.models.fetch import fetch_base_model
     from eiad.sources.demo import SOURCE as DEMO
@@ -400,7 +401,7 @@ def part_tiny(smoke: bool, work: Path) -> dict[str, Any]:
     train_seconds = time.perf_counter() - start
     merge_lora(qwen, work / "base", work / "adapter", work / "merged")
     scores = run_evaluation(qwen, work / "merged", work / "benchmark", work / "ddqa" / "test.jsonl", work / "metrics",
-                            work / "predictions",
+                            work / "predictions", work / "evaluate-cache",
                             EvalConfig.parse({**params("evaluate"), "batch_size": 32, "precision": config.precision},
                                              "evaluate"))
     mmad = scores["mmad"]

@@ -11,9 +11,9 @@ import click
 
 from eiad.cli import folder, input_file, output_folder, params_option, stage
 from eiad.errors import EiadError
+from eiad.launch import needs_launch, rank, run_launched
 from eiad.models.config import ModelHandle
 from eiad.training.config import TrainConfig
-from eiad.training.launch import needs_launch, rank, run_launched
 from eiad.training.trainer import train_lora
 
 

@@ -20,7 +20,7 @@ MIN_AREA = 0.0005
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, demo_samples):
     out = tmp_path_factory.mktemp("ddqa")
-    counts = build_ddqa(demo_samples, out / "ddqa", out / "counts.json", config(DDQAConfig, "ddqa", dfm_min_area=MIN_AREA, test_ratio=0.2))
+    counts = build_ddqa(demo_samples, out / "ddqa", out / "counts.json", config(DDQAConfig, "ddqa", dfm_min_area=MIN_AREA, test_ratio=0.2, wording="eiad"))
     return out, counts
 
 
@@ -124,14 +124,14 @@ def test_split_ratio_per_stratum():
 def test_two_builds_give_the_same_bytes(tmp_path, built, demo_samples):
     out, _ = built
     build_ddqa(list(reversed(demo_samples)), tmp_path / "ddqa", tmp_path / "counts.json",
-               config(DDQAConfig, "ddqa", dfm_min_area=MIN_AREA, test_ratio=0.2))
+               config(DDQAConfig, "ddqa", dfm_min_area=MIN_AREA, test_ratio=0.2, wording="eiad"))
     for path in sorted((out / "ddqa").rglob("*.jsonl")):
         assert (tmp_path / "ddqa" / path.relative_to(out / "ddqa")).read_bytes() == path.read_bytes()
     assert (tmp_path / "counts.json").read_bytes() == (out / "counts.json").read_bytes()
 
 
 def test_fixed_option_order_follows_the_figure(demo_samples):
-    records, _ = build_records(demo_samples, config(DDQAConfig, "ddqa", shuffle_options=False))
+    records, _ = build_records(demo_samples, config(DDQAConfig, "ddqa", shuffle_options=False, wording="eiad"))
     for record in records["train"]["AD"]:
         assert record["choices"] == {"A": "No.", "B": "Yes."}
     for record in records["train"]["RDL"]:
@@ -143,6 +143,26 @@ def test_fixed_option_order_follows_the_figure(demo_samples):
     shuffled, _ = build_records(demo_samples, config(DDQAConfig, "ddqa", shuffle_options=True))
     letters = Counter(r["messages"][1]["content"] for r in shuffled["train"]["RDL"])
     assert len(letters) == 4  # the answer is not always in one place
+
+
+def test_varied_wording_draws_each_question_and_leaves_the_options_and_answers_alone(demo_samples):
+    from eiad.ddqa.tasks import TASKS
+
+    eiad, _ = build_records(demo_samples, config(DDQAConfig, "ddqa", wording="eiad"))
+    varied, _ = build_records(demo_samples, config(DDQAConfig, "ddqa", wording="varied"))
+    for task in ("AD", "DC", "RDL"):
+        plain, drawn = eiad["train"][task], varied["train"][task]
+        assert {r["messages"][0]["content"].split("\n")[0] for r in plain} == {"<image>" + TASKS[task].question}
+        asked = Counter(r["messages"][0]["content"].split("\n")[0].removeprefix("<image>") for r in drawn)
+        assert set(asked) == {TASKS[task].question, *TASKS[task].variants}  # every wording is used
+        for before, after in zip(plain, drawn):  # the same record, reworded: same images, same answer letter
+            assert before["images"] == after["images"]
+            assert before["messages"][1]["content"] == after["messages"][1]["content"]
+            same = [text.rstrip(".") for text in before["choices"].values()]
+            assert [text.rstrip(".") for text in after["choices"].values()] == same
+    stops = Counter(all(text.endswith(".") for text in r["choices"].values()) for r in varied["train"]["AD"])
+    assert stops[True] and stops[False]  # EIAD's "Yes." and MMAD's "Yes" both occur
+    assert varied == build_records(demo_samples, config(DDQAConfig, "ddqa", wording="varied"))[0]
 
 
 def _synthetic(tmp_path, dataset, cls, defect, name):

@@ -11,15 +11,17 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import config, model_handle, train_config
+from conftest import model_handle, train_config
 
-from eiad.benchmark.mmad import load_benchmark
-from eiad.benchmark.prompts import build_prompt
+from eiad.benchmark.mmad import by_image, load_benchmark
+from eiad.benchmark.protocols import PROTOCOLS, Asking, plan
+from eiad.data.images import load_rgb
 from eiad.ddqa.records import record_prompt
-from eiad.evaluation.runner import EvalConfig, evaluate_mmad, make_asker
+from eiad.evaluation.engine import Ask, Engine
 from eiad.io import read_jsonl
 from eiad.models.adapter import IGNORE_INDEX, matching_modules
 from eiad.models.fetch import fetch_base_model
+from eiad.questions import ImageRef, load_prompt
 from eiad.training.merge import load_with_adapter, merge_lora
 from eiad.training.trainer import train_lora
 
@@ -156,22 +158,36 @@ def test_lora_steps_then_merge_equal_the_adapter(case, base, trained, small_ddqa
     assert not torch.allclose(before, got, atol=1e-4)  # two steps really changed the model
 
 
-def test_answers_an_mmad_question_with_one_and_two_images(case, trained, one_question):
-    adapter = case.model.adapter
-    model = adapter.load_model(trained / "merged").eval()
-    ask = make_asker(case.model, model, adapter.load_processor(trained / "merged"))
-    for protocol, images in (("0-shot", 1), ("1-shot", 2)):
-        shown = []
+def _asking(protocol: str) -> Asking:
+    return Asking(PROTOCOLS[protocol], "random", 1, "minicpm", False, None)
 
-        def spy(prompts, limit, shown=shown):
-            shown.extend(prompts)
-            return ask(prompts, limit)
 
-        metrics, answers = evaluate_mmad(spy, one_question,
-                                         config(EvalConfig, "evaluate", protocol=protocol, max_new_tokens=4))
-        assert metrics["questions"] == 1 and sum(metrics["parse"].values()) == 1
-        assert isinstance(answers[0]["model_output"], str)
-        assert [sum(not isinstance(part, str) for part in prompt) for prompt in shown] == [images]
+def _prompt(root: Path, question: Any, protocol: str) -> Any:
+    return load_prompt(plan(question, _asking(protocol)), lambda path: load_rgb(root / path))
+
+
+@pytest.mark.parametrize("protocol", ["eiad-0shot", "mmad-1shot"])
+def test_questions_of_an_image_answered_from_its_shared_prefix_equal_asking_from_scratch(
+        case, trained, demo_benchmark, protocol):
+    """Per-image reuse gives the same greedy answers, and choice the same letters, question by question."""
+    adapter, handle = case.model.adapter, case.model
+    processor, network = adapter.load_processor(trained / "merged"), adapter.load_model(trained / "merged").eval()
+    groups = list(by_image(load_benchmark(demo_benchmark)))[:2]
+    load = lambda path: load_rgb(demo_benchmark / path)
+    generated, chosen = Engine(handle, network, processor, "generate"), Engine(handle, network, processor, "choice")
+    for group in groups:
+        plans = [plan(q, _asking(protocol)) for q in group]
+        assert sum(isinstance(part, ImageRef) for part in plans[0]) == (2 if protocol == "mmad-1shot" else 1)
+        asks = [Ask(prompt, 6, question.options) for question, prompt in zip(group, plans)]
+        together = generated.session(plans, load).answer_many(asks)  # one batch: [prefix][padding][question]
+        picked = chosen.session(plans, load).answer_many(asks)
+        one_by_one = generated.session(plans, load)
+        for question, prompt, answer, letter in zip(group, plans, together, picked):
+            scratch = adapter.generate(network, processor, [load_prompt(prompt, load)], 6)[0]
+            assert answer == scratch == one_by_one.answer(Ask(prompt, 6, question.options))
+            logits = adapter.next_token_logits(network, processor, [load_prompt(prompt, load)])[0]
+            letters = list(question.options)
+            assert letter == letters[int(torch.argmax(logits[chosen.letter_ids(letters)]))]
 
 
 def test_a_batch_mixing_one_and_two_image_prompts(case, base, one_question):
@@ -180,7 +196,7 @@ def test_a_batch_mixing_one_and_two_image_prompts(case, base, one_question):
     processor = adapter.load_processor(base)
     model = adapter.load_model(base).eval()
     question = load_benchmark(one_question)[0]
-    examples = [adapter.encode(processor, build_prompt(one_question, question, p)) for p in ("0-shot", "1-shot")]
+    examples = [adapter.encode(processor, _prompt(one_question, question, p)) for p in ("eiad-0shot", "mmad-1shot")]
     pad = processor.tokenizer.pad_token_id
     with torch.no_grad():
         together = model(**adapter.collate(examples, pad, padding_side="left")).logits[:, -1]
@@ -204,7 +220,7 @@ def test_llava_onevision_gives_each_image_of_a_multi_image_prompt_one_view(small
     adapter = llava.model.adapter
     processor = adapter.load_processor(_build(llava, small_ddqa, tmp_path / "llava"))
     question = load_benchmark(one_question)[0]
-    one, two = (adapter.encode(processor, build_prompt(one_question, question, p)) for p in ("0-shot", "1-shot"))
+    one, two = (adapter.encode(processor, _prompt(one_question, question, p)) for p in ("eiad-0shot", "mmad-1shot"))
     assert one.media["batch_num_images"].tolist() == [1] and one.media["pixel_values"].shape[1] > 1  # tiled
     assert two.media["batch_num_images"].tolist() == [2] and two.media["pixel_values"].shape[:2] == (2, 1)
     view = processor.num_image_tokens + 1  # a base view and its newline

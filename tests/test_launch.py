@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from conftest import PARAMS, REPO, TINY, config, load_stage, model_handle, params, train_config
 
 from eiad.errors import ConfigError
+from eiad.launch import LaunchSettings, launch_command, needs_launch, single_process_group
 from eiad.training.checkpoints import agreed_resume_point, fingerprint
-from eiad.training.launch import LaunchSettings, launch_command, needs_launch, single_process_group
 from eiad.training.trainer import _check_process_group, _live, save_adapter, train_lora
 
 

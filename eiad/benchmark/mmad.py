@@ -3,16 +3,18 @@
 ``mmad.json`` is one object keyed by the query image's path relative to the benchmark root; each
 value holds the image's ``conversation`` (its questions, in order), its mask and its normal
 templates. The reader and the writer share the key names, so what the demo source writes is
-what the evaluator reads.
+what the evaluator reads. ``domain_knowledge.json`` (MMAD's optional prompt context) is read here
+too.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-from collections.abc import Iterable
+import string
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,26 +22,47 @@ from eiad.errors import DataError
 from eiad.io import atomic_write_json
 
 BENCHMARK_FILE = "mmad.json"
+DOMAIN_KNOWLEDGE_FILE = "domain_knowledge.json"
 # MMAD reports these two question types together as Object Analysis
 MERGED_TYPES = {"Object Structure": "Object Analysis", "Object Details": "Object Analysis"}
 TEMPLATE_KINDS = ("random_templates", "similar_templates")
+NORMAL_FLAG = "good"  # an image whose path holds it is a normal image (MMAD's summary.py)
 
 TemplateKind = Literal["random", "similar"]
 
 
 @dataclass(frozen=True)
 class Question:
+    """One question of an image's conversation. ``index`` is its position there (MMAD numbers
+    questions by it); ``type`` is MMAD's own, ``reported_type`` the column it is scored in."""
+
     image: str  # the mmad.json key: the query image's path relative to the benchmark root
+    index: int
     text: str
-    options: dict[str, str]
+    options: dict[str, str]  # letters A, B, ... in order
     answer: str
     type: str
     random_templates: tuple[str, ...]
     similar_templates: tuple[str, ...]
 
+    @property
+    def id(self) -> str:
+        return f"{self.image}#{self.index}"
+
+    @property
+    def dataset(self) -> str:
+        return self.image.split("/")[0]
+
+    @property
+    def reported_type(self) -> str:
+        return MERGED_TYPES.get(self.type, self.type)
+
+    def templates(self, kind: TemplateKind) -> tuple[str, ...]:
+        return self.similar_templates if kind == "similar" else self.random_templates
+
 
 def load_benchmark(root: Path) -> list[Question]:
-    """Every question of ``root/mmad.json``; the file must follow MMAD's schema."""
+    """Every question of ``root/mmad.json``, image by image in the file's order; MMAD's schema is checked."""
     path = root / BENCHMARK_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -62,6 +85,12 @@ def load_benchmark(root: Path) -> list[Question]:
     return questions
 
 
+def by_image(questions: Iterable[Question]) -> Iterator[list[Question]]:
+    """The questions of each image together, in benchmark order."""
+    for _, group in groupby(questions, key=lambda question: question.image):
+        yield list(group)
+
+
 def _question(path: Path, key: str, number: int, raw: Any, templates: dict[str, list[str]]) -> Question:
     where = f"entry {key!r}, question {number}"
     if not isinstance(raw, dict):
@@ -70,36 +99,38 @@ def _question(path: Path, key: str, number: int, raw: Any, templates: dict[str, 
     if missing:
         raise DataError(path, f"{where} lacks {missing}")
     options = raw["Options"]
-    if not isinstance(options, dict) or not options or not all(re.fullmatch("[A-E]", k) for k in options):
-        raise DataError(path, f"{where}: 'Options' must map letters A-E to texts")
+    # MMAD's scripts re-letter the options A, B, ... in their order; requiring that order keeps
+    # the file's answer letters and the asked letters the same
+    if not isinstance(options, dict) or not options or list(options) != list(string.ascii_uppercase[:len(options)]) \
+            or len(options) > 5:
+        raise DataError(path, f"{where}: 'Options' must map the letters A, B, ... (at most E), in order, to texts")
     if raw["Answer"] not in options:
         raise DataError(path, f"{where}: answer {raw['Answer']!r} is not one of the options {sorted(options)}")
     return Question(
         image=key,
+        index=number,
         text=str(raw["Question"]),
         options={k: str(v) for k, v in options.items()},
         answer=raw["Answer"],
-        type=MERGED_TYPES.get(raw["type"], raw["type"]),
+        type=str(raw["type"]),
         random_templates=tuple(templates["random_templates"]),
         similar_templates=tuple(templates["similar_templates"]),
     )
 
 
-def template(root: Path, question: Question, kind: TemplateKind) -> str:
-    """The first template of ``kind`` for ``question`` (MMAD's 1-shot uses one)."""
-    templates = question.similar_templates if kind == "similar" else question.random_templates
-    if not templates:
-        raise DataError(root / BENCHMARK_FILE, f"entry {question.image!r} has no {kind} template for 1-shot")
-    return templates[0]
-
-
-def check_files(root: Path, questions: Iterable[Question], one_shot: bool, kind: TemplateKind) -> None:
-    """Every query image (and, for 1-shot, its template) must exist before evaluation starts."""
-    needed = set()
+def check_files(root: Path, questions: Iterable[Question], templates: int, kind: TemplateKind) -> None:
+    """Every query image and the first ``templates`` templates of each must exist, before any model loads."""
+    needed, short = set(), []
     for question in questions:
         needed.add(question.image)
-        if one_shot:
-            needed.add(template(root, question, kind))
+        available = question.templates(kind)
+        if len(available) < templates:
+            short.append(f"{question.image} ({len(available)})")
+        needed.update(available[:templates])
+    if short:
+        shown = ", ".join(sorted(set(short))[:5]) + (f" and {len(set(short)) - 5} more" if len(set(short)) > 5 else "")
+        raise DataError(root / BENCHMARK_FILE, f"evaluate asks for {templates} {kind} template(s) per image but "
+                                               f"{len(set(short))} image(s) have fewer: {shown}")
     missing = sorted(name for name in needed if not (root / name).is_file())
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -130,6 +161,31 @@ def missing_references(root: Path) -> dict[str, list[str]]:
     return {kind: sorted(paths) for kind, paths in missing.items()}
 
 
+def load_domain_knowledge(root: Path, questions: Iterable[Question]) -> dict[str, str]:
+    """Each image's domain knowledge text, as MMAD's scripts join it (``--domain_knowledge``).
+
+    The file is ``{dataset: {class: {defect or "good": text}}}``; DS-MVTec is looked up as MVTec,
+    and a class's texts are joined with newlines. A class the file lacks is an error.
+    """
+    path = root / DOMAIN_KNOWLEDGE_FILE
+    try:
+        knowledge = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(path, "missing: evaluate.domain_knowledge needs the benchmark's domain_knowledge.json") from None
+    except json.JSONDecodeError as err:
+        raise DataError(path, f"is not valid JSON ({err})") from err
+    texts, absent = {}, set()
+    for question in questions:
+        dataset, cls = question.dataset.replace("DS-MVTec", "MVTec"), question.image.split("/")[1]
+        entry = knowledge.get(dataset, {}).get(cls) if isinstance(knowledge, dict) else None
+        if not isinstance(entry, dict) or not all(isinstance(text, str) for text in entry.values()):
+            absent.add(f"{dataset}/{cls}")
+            continue
+        texts[question.image] = "\n".join(entry.values())
+    if absent:
+        raise DataError(path, f"has no domain knowledge for {sorted(absent)} (needs {{dataset: {{class: "
+                              f"{{defect: text}}}}}})")
+    return texts
 
 
 def conversation_item(question: str, options: dict[str, str], answer: str, kind: str) -> dict[str, Any]:

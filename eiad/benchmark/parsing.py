@@ -1,4 +1,4 @@
-"""Reading the chosen option's letter out of a model's answer, as MMAD's scripts do."""
+"""Reading the chosen option's letter out of a model's answer, as MMAD's and EIAD's scripts do."""
 
 from __future__ import annotations
 
@@ -8,18 +8,20 @@ from typing import Literal
 
 _LETTER = re.compile(r"\b([A-E])\b")
 
-ParseStatus = Literal["letter", "fuzzy", "unparsed"]
+ParseStatus = Literal["letter", "fuzzy", "unparsed", "choice"]
 
 
-def parse_answer(output: str, options: dict[str, str]) -> tuple[str | None, ParseStatus]:
-    """MMAD's parsing: the last standalone capital A-E; else the closest option text (flagged).
+def parse_answer(output: str, options: dict[str, str], keep: Literal["first", "last"] = "last",
+                 ) -> tuple[str | None, ParseStatus]:
+    """The standalone capital A-E that ``keep`` names (MMAD's scripts keep the last, EIAD's the first);
+    else the closest option text (difflib, cutoff 0, as their fallback), flagged ``fuzzy``.
 
-    Lower-case letters are not letters to MMAD's regex, so they go to the fuzzy match. An empty
+    Lower-case letters are not letters to their regex, so they go to the fuzzy match. An empty
     output, or one with no options to match against, is unparsed.
     """
     letters = _LETTER.findall(output)
     if letters:
-        return letters[-1], "letter"
+        return letters[-1 if keep == "last" else 0], "letter"
     if not output.strip() or not options:
         return None, "unparsed"
     texts = list(options.values())
@@ -27,5 +29,3 @@ def parse_answer(output: str, options: dict[str, str]) -> tuple[str | None, Pars
     if not closest:
         return None, "unparsed"
     return list(options)[texts.index(closest[0])], "fuzzy"
-
-

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tqdm import tqdm
 
@@ -29,6 +29,7 @@ class DDQAConfig(Params):
     shuffle_options: bool  # false keeps the EIAD figure's order (No/Yes, grid, vocabulary)
     num_options: int  # DC and RDL: the answer and up to num_options - 1 distractors
     dfm_min_area: float  # DFM boxes: smallest component kept, as a fraction of the image
+    wording: Literal["eiad", "varied"]  # eiad: EIAD's questions; varied: each record's drawn from its task's wordings
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.tasks) - set(TASKS))

@@ -8,7 +8,7 @@ from typing import Any
 from eiad.data.images import load_rgb
 from eiad.data.layout import Sample
 from eiad.errors import DataError
-from eiad.questions import Prompt, format_question
+from eiad.questions import ImageRef, Prompt, PromptPlan, format_question, load_prompt
 
 
 def make_record(
@@ -30,19 +30,22 @@ def make_record(
     }
 
 
-def record_prompt(record: dict[str, Any], root: Path = Path(".")) -> tuple[Prompt, str]:
-    """A DDQA (ms-swift) record as a prompt of text and images in order, and its answer.
-
-    Each ``<image>`` in the user turn is replaced by the next image of ``images``.
-    """
-    user, assistant = record["messages"][0]["content"], record["messages"][1]["content"]
-    pieces = user.split("<image>")
+def record_plan(record: dict[str, Any]) -> PromptPlan:
+    """A DDQA (ms-swift) record's user turn as a prompt plan: each ``<image>`` becomes the next of
+    ``images`` (paths relative to the repository root, as the records give them)."""
+    pieces = record["messages"][0]["content"].split("<image>")
     if len(pieces) - 1 != len(record["images"]):
-        raise DataError(root, f"record has {len(pieces) - 1} <image> tags but {len(record['images'])} images")
-    prompt: list = []
+        raise DataError(Path(record["images"][0]) if record["images"] else Path("."),
+                        f"record has {len(pieces) - 1} <image> tags but {len(record['images'])} images")
+    plan: list[str | ImageRef] = []
     for index, text in enumerate(pieces):
         if index:
-            prompt.append(load_rgb(root / record["images"][index - 1]))
+            plan.append(ImageRef(record["images"][index - 1]))
         if text:
-            prompt.append(text)
-    return prompt, assistant
+            plan.append(text)
+    return plan
+
+
+def record_prompt(record: dict[str, Any]) -> tuple[Prompt, str]:
+    """A DDQA record as a prompt of text and images in order, and its answer."""
+    return load_prompt(record_plan(record), lambda path: load_rgb(Path(path))), record["messages"][1]["content"]

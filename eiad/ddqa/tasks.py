@@ -4,10 +4,10 @@ read :data:`TASKS`."""
 
 from __future__ import annotations
 
+import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -15,7 +15,7 @@ from eiad.data.geometry import GRID_CELLS, Region, grid_cell, normalised_box, re
 from eiad.data.images import read_mask
 from eiad.data.layout import Sample
 from eiad.ddqa.boxes import format_boxes
-from eiad.ddqa.scoring import Rows, score_boxes, score_choices
+from eiad.ddqa.scoring import Keep, Rows, score_boxes, score_choices, task_intervals
 from eiad.questions import lettered, pick_distractors, readable
 from eiad.seeding import stable_random
 
@@ -59,32 +59,63 @@ class Context:
 
 Built = tuple[str, "dict[str, str] | None", str]  # question text, lettered options, answer
 Builder = Callable[["Task", Sample, "Geometry | None", Context], "Built | None"]
-Scorer = Callable[[list[dict[str, Any]], list[str]], tuple[dict[str, Any], Rows]]
 
 
 @dataclass(frozen=True)
 class Task:
-    """One DDQA task. ``answer`` names its answer's token budget at evaluation: ``letter``
-    (``evaluate.max_new_tokens``) or ``boxes`` (``evaluate.max_new_tokens_box``)."""
+    """One DDQA task. ``answer`` is what its answer is (``letter`` of an option, or ``boxes``),
+    which decides how it is scored and its token budget at evaluation (``evaluate.max_new_tokens``
+    or ``max_new_tokens_box``); ``balanced`` adds the balanced accuracy over normal and defective images."""
 
     name: str
-    question: str
+    question: str  # EIAD's wording
     defective_only: bool  # asked about defective images only (AD is asked about every image)
     build: Builder
-    score: Scorer
     answer: Literal["letter", "boxes"]
+    balanced: bool = False
+    variants: tuple[str, ...] = ()  # other wordings of the question (MMAD's among them), for ddqa.wording: varied
 
     @property
     def file(self) -> str:
         return f"Task_{self.name}.jsonl"
 
+    def score(self, records: list[dict[str, Any]], outputs: list[str], keep: Keep) -> tuple[dict[str, Any], Rows]:
+        """Figures and per-record rows for ``outputs``, the answers to ``records`` (letters read as ``keep``)."""
+        if self.answer == "boxes":
+            return score_boxes(records, outputs)
+        return score_choices(records, outputs, keep, self.balanced)
+
+    def intervals(self, records: list[dict[str, Any]], rows: Rows, samples: int, seed: int) -> dict[str, list[float]]:
+        return task_intervals(records, rows, self.balanced, samples, seed)
+
+    def headline_figure(self, available: Collection[str]) -> str:
+        """The figure a person compares: the mean IoU of boxes, else the (balanced, where both kinds
+        of image are there) accuracy."""
+        if self.answer == "boxes":
+            return "mean_iou"
+        return "balanced_accuracy" if self.balanced and "balanced_accuracy" in available else "accuracy"
+
+    def headline(self, figures: dict[str, Any]) -> float:
+        return figures[self.headline_figure(figures)]
+
+    def wording(self, sample: Sample, ctx: Context) -> tuple[str, random.Random | None]:
+        """The question asked about ``sample``: EIAD's, or with ``ddqa.wording: varied`` one of the task's
+        wordings drawn by a generator of its own (the options' draws stay as they are), also returned."""
+        if ctx.config.wording == "eiad":
+            return self.question, None
+        rng = stable_random(ctx.config.seed, "wording", self.name, sample.dataset, sample.image)
+        return rng.choice((self.question, *self.variants)), rng
+
 
 def _ad(task: Task, sample: Sample, geometry: Geometry | None, ctx: Context) -> Built:
-    correct = "Yes." if sample.is_defective else "No."
+    question, wording = task.wording(sample, ctx)
+    # EIAD's options end with a full stop; MMAD's ("Yes", "No") do not: varied wording takes either
+    canonical = AD_OPTIONS if wording is None or wording.random() < 0.5 else tuple(o.rstrip(".") for o in AD_OPTIONS)
+    correct = canonical[1] if sample.is_defective else canonical[0]
     rng = stable_random(ctx.config.seed, "AD", sample.dataset, sample.image)
-    distractors = [option for option in AD_OPTIONS if option != correct]
-    options, answer = lettered(correct, distractors, AD_OPTIONS, rng, ctx.config.shuffle_options)
-    return task.question, options, answer
+    distractors = [option for option in canonical if option != correct]
+    options, answer = lettered(correct, distractors, canonical, rng, ctx.config.shuffle_options)
+    return question, options, answer
 
 
 def _dc(task: Task, sample: Sample, geometry: Geometry | None, ctx: Context) -> Built | None:
@@ -100,7 +131,7 @@ def _dc(task: Task, sample: Sample, geometry: Geometry | None, ctx: Context) -> 
         return None
     canonical = sorted([correct, *distractors])
     options, answer = lettered(correct, distractors, canonical, rng, ctx.config.shuffle_options)
-    return task.question, options, answer
+    return task.wording(sample, ctx)[0], options, answer
 
 
 def _rdl(task: Task, sample: Sample, geometry: Geometry | None, ctx: Context) -> Built:
@@ -109,7 +140,7 @@ def _rdl(task: Task, sample: Sample, geometry: Geometry | None, ctx: Context) ->
     rng = stable_random(ctx.config.seed, "RDL", sample.dataset, sample.image)
     distractors = pick_distractors(correct, GRID_CELLS, ctx.config.num_options - 1, rng)
     options, answer = lettered(correct, distractors, GRID_CELLS, rng, ctx.config.shuffle_options)
-    return task.question, options, answer
+    return task.wording(sample, ctx)[0], options, answer
 
 
 def _dfm(task: Task, sample: Sample, geometry: Geometry | None, ctx: Context) -> Built:
@@ -118,12 +149,12 @@ def _dfm(task: Task, sample: Sample, geometry: Geometry | None, ctx: Context) ->
 
 
 TASKS: dict[str, Task] = {task.name: task for task in (
-    Task("AD", "Is there any visible defect in this image?", False, _ad, partial(score_choices, balanced=True),
-         "letter"),
-    Task("DC", "There is a defect in the object. What is the type of the defect?", True, _dc, score_choices,
-         "letter"),
+    Task("AD", "Is there any visible defect in this image?", False, _ad, "letter", balanced=True,
+         variants=("Is there any defect in the object?", "Does the object in the image have a defect?")),
+    Task("DC", "There is a defect in the object. What is the type of the defect?", True, _dc, "letter",
+         variants=("What is the type of the defect?", "What kind of defect does the object have?")),
     Task("RDL", "There is a defect of the object present in the image. Where is the defect located?", True, _rdl,
-         score_choices, "letter"),
+         "letter", variants=("Where is the defect located in the image?", "Where is the defect?")),
     Task("DFM", "There are defects in the picture. Find it and mark its location with Bounding Box.", True, _dfm,
-         score_boxes, "boxes"),
+         "boxes"),
 )}

@@ -1,127 +1,277 @@
-"""Run a model over the MMAD benchmark and the DDQA test split, and score it."""
+"""Run a model over the MMAD benchmark and the DDQA test split, and score it.
+
+Questions are answered image by image (:mod:`eiad.evaluation.engine`), each image's answers
+appended durably to a cache (:mod:`eiad.evaluation.cache`) so that a killed run continues, and
+images are dealt to the processes of a launched run; rank 0 assembles every answer in benchmark
+order, scores them and writes the outputs, which are the same for any number of processes and any
+number of interruptions.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from itertools import groupby
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from eiad.benchmark.mmad import TemplateKind, check_files, load_benchmark
+from eiad.benchmark.mmad import Question, by_image, check_files, load_benchmark, load_domain_knowledge
 from eiad.benchmark.parsing import parse_answer
-from eiad.benchmark.prompts import Protocol, build_prompt
-from eiad.benchmark.scoring import Scored, summarise
-from eiad.ddqa.records import record_prompt
+from eiad.benchmark.protocols import Asking, history_entry, plan
+from eiad.benchmark.scoring import SHORT_TYPES, Scored, intervals, mmad_script_table, summarise
+from eiad.data.images import load_rgb
+from eiad.ddqa.records import record_plan
 from eiad.ddqa.tasks import TASKS
-from eiad.errors import ConfigError
+from eiad.errors import DataError
+from eiad.evaluation.cache import AnswerCache, tree_digest
+from eiad.evaluation.config import EvalConfig
+from eiad.evaluation.engine import Ask, Engine
 from eiad.io import atomic_directory, atomic_write_json, jsonl_text, read_jsonl
-from eiad.models.config import ModelHandle, Precision
-from eiad.params import Params
-from eiad.questions import Prompt
+from eiad.models.config import ModelHandle
+from eiad.questions import describe
 
-T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class EvalConfig(Params):
-    protocol: Protocol
-    templates: TemplateKind  # 1-shot template: random | similar
-    batch_size: int
-    max_new_tokens: int  # multiple-choice answers
-    max_new_tokens_box: int  # DFM answers: a list of boxes
-    precision: Precision
+class Job:
+    """The questions about one image: MMAD's, or the DDQA test records of that image."""
 
-    def __post_init__(self) -> None:
-        if min(self.batch_size, self.max_new_tokens, self.max_new_tokens_box) < 1:
-            raise ConfigError("evaluate: batch_size and max_new_tokens must be >= 1")
+    questions: tuple[Question, ...] = ()
+    records: tuple[dict[str, Any], ...] = ()
 
-    def answer_budget(self, answer: str) -> int:
-        """New tokens allowed for an answer of this kind (a DDQA task's ``answer``)."""
-        return self.max_new_tokens_box if answer == "boxes" else self.max_new_tokens
+    @property
+    def ids(self) -> list[str]:
+        return [f"mmad:{q.id}" for q in self.questions] + [ddqa_id(r) for r in self.records]
 
 
-def _batched(items: Sequence[T], size: int) -> list[Sequence[T]]:
-    return [items[start:start + size] for start in range(0, len(items), size)]
+def ddqa_id(record: dict[str, Any]) -> str:
+    return f"ddqa:{record['task']}:{record['images'][0]}"
 
 
-Ask = Callable[[list[Prompt], int], list[str]]  # (prompts, max_new_tokens) -> answers
+@dataclass(frozen=True)
+class Inputs:
+    """What an evaluation reads, loaded and checked before any model is."""
+
+    benchmark: Path
+    questions: list[Question]
+    records: list[dict[str, Any]]
+    asking: Asking
+
+    @classmethod
+    def load(cls, benchmark: Path, ddqa_test: Path, config: EvalConfig) -> Inputs:
+        questions = load_benchmark(benchmark)
+        protocol = config.asked_protocol
+        check_files(benchmark, questions, config.template_count if protocol.templates else 0, config.templates)
+        knowledge = load_domain_knowledge(benchmark, questions) if config.domain_knowledge else None
+        asking = Asking(protocol, config.templates, config.template_count, config.wording, config.history, knowledge)
+        records = read_jsonl(ddqa_test)
+        missing = sorted({path for record in records for path in record["images"] if not Path(path).is_file()})
+        if missing:
+            raise DataError(ddqa_test, f"{len(missing)} image(s) of the DDQA test split are missing, e.g. {missing[:3]}")
+        return cls(benchmark, questions, records, asking)
+
+    def jobs(self) -> list[Job]:
+        mmad = [Job(questions=tuple(group)) for group in by_image(self.questions)]
+        image = lambda record: record["images"][0]
+        ddqa = [Job(records=tuple(group)) for _, group in groupby(sorted(self.records, key=image), key=image)]
+        return mmad + ddqa
 
 
-def answer_all(items: Sequence[T], prompt_of: Callable[[T], Prompt], ask: Ask, max_new_tokens: int,
-               batch_size: int, what: str) -> list[str]:
-    """The model's answer to every item, asked in batches (images are loaded batch by batch)."""
-    outputs: list[str] = []
-    for batch in tqdm(_batched(items, batch_size), desc=f"evaluate: {what}", unit="batch"):
-        outputs.extend(ask([prompt_of(item) for item in batch], max_new_tokens))
-    return outputs
+def answer_job(engine: Engine, job: Job, inputs: Inputs, config: EvalConfig) -> dict[str, str]:
+    """Every answer of one job, by question id."""
+    answers: dict[str, str] = {}
+    if job.questions:
+        asking, root = inputs.asking, inputs.benchmark
+        probes = [plan(question, asking) for question in job.questions]
+        session = engine.session(probes, lambda path: load_rgb(root / path))
+        if asking.history:  # each question's prompt holds the answers before it: one at a time
+            history = ""
+            for question in job.questions:
+                output = session.answer(Ask(plan(question, asking, history), config.max_new_tokens, question.options))
+                answers[f"mmad:{question.id}"] = output
+                history += history_entry(question, output)
+        else:
+            outputs = session.answer_many([Ask(probe, config.max_new_tokens, question.options)
+                                           for question, probe in zip(job.questions, probes)])
+            answers.update({f"mmad:{question.id}": output for question, output in zip(job.questions, outputs)})
+    if job.records:
+        plans = [record_plan(record) for record in job.records]
+        session = engine.session(plans, lambda path: load_rgb(Path(path)))
+        asks = [Ask(prompt, config.answer_budget(TASKS[record["task"]].answer), record["choices"])
+                for record, prompt in zip(job.records, plans)]
+        answers.update({ddqa_id(record): output for record, output in zip(job.records, session.answer_many(asks))})
+    return answers
 
 
-def evaluate_mmad(ask: Ask, root: Path, config: EvalConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """MMAD metrics and per-question answers in MMAD's answers format (plus our own fields)."""
-    questions = load_benchmark(root)
-    check_files(root, questions, config.protocol == "1-shot", config.templates)
-    outputs = answer_all(questions, lambda q: build_prompt(root, q, config.protocol, config.templates), ask,
-                         config.max_new_tokens, config.batch_size, "MMAD")
-    answers, scored, status_counts = [], [], {"letter": 0, "fuzzy": 0, "unparsed": 0}
-    for question, output in zip(questions, outputs):
-        letter, status = parse_answer(output, question.options)
-        status_counts[status] += 1
-        scored.append(Scored(question.image, question.type, letter == question.answer))
-        answers.append({
-            "image": question.image,
-            "question": question.text,
-            "question_type": question.type,
-            "correct_answer": question.answer,
-            "gpt_answer": letter if letter is not None else output,
-            "model_output": output,
-            "parse": status,
-        })
-    metrics = {"protocol": config.protocol, "questions": len(questions), "parse": status_counts, **summarise(scored)}
-    return metrics, answers
+# --- processes ------------------------------------------------------------------------------------
 
 
-def evaluate_ddqa(ask: Ask, test_file: Path, config: EvalConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Each task's scores (see its ``score``) over the DDQA test split, and per-record predictions."""
-    by_task: dict[str, list[dict[str, Any]]] = {}
-    for record in read_jsonl(test_file):
-        by_task.setdefault(record["task"], []).append(record)
+def _world() -> tuple[int, int]:
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _device() -> str:
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+
+
+def _join_group(world: int) -> Callable[[], None]:
+    """A barrier across the launched processes (a no-op for one)."""
+    if world == 1:
+        return lambda: None
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.barrier
+
+
+def run_key(model_dir: Path, inputs: Inputs, ddqa_test: Path, config: EvalConfig) -> str:
+    """What the cached answers depend on: the files read and every setting but how processes run."""
+    settings = {key: value for key, value in asdict(config).items() if key not in ("launch", "bootstrap")}
+    files = tree_digest([model_dir, inputs.benchmark, ddqa_test])
+    return f"{files}:{json.dumps(settings, sort_keys=True)}"
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+def run_evaluation(model: ModelHandle, model_dir: Path, benchmark: Path, ddqa_test: Path, metrics_dir: Path,
+                   predictions_dir: Path, cache_dir: Path, config: EvalConfig) -> dict[str, Any] | None:
+    """Evaluate one model folder; rank 0 writes metrics (git) and predictions (DVC) atomically and
+    returns the scores, other ranks return None."""
+    inputs = Inputs.load(benchmark, ddqa_test, config)  # every check before the model loads
+    rank, world = _world()
+    barrier = _join_group(world)
+    cache = AnswerCache(cache_dir, run_key(model_dir, inputs, ddqa_test, config), rank)
+    if rank == 0:
+        cache.reset_if_stale()
+    barrier()
+    cache.open()
+    done = cache.load()
+    jobs = inputs.jobs()
+    mine = [job for index, job in enumerate(jobs) if index % world == rank]
+    pending = [job for job in mine if not all(key in done for key in job.ids)]
+    asked = _answer(model, model_dir, pending, inputs, cache, config) if pending else 0
+    barrier()
+    if rank != 0:
+        return None
+    answers = cache.load()
+    total = sum(len(job.ids) for job in jobs)
+    log.info("evaluate: %d questions, %d answered now, %d from the cache of an interrupted run", total, asked,
+             total - asked)
+    return write_outputs(inputs, answers, metrics_dir, predictions_dir, config)
+
+
+def _answer(model: ModelHandle, model_dir: Path, jobs: list[Job], inputs: Inputs, cache: AnswerCache,
+            config: EvalConfig) -> int:
+    processor = model.processor(model_dir)
+    network = model.model(model_dir, config.precision).to(_device()).eval()
+    engine = Engine(model, network, processor, config.answer)
+    questions, start = 0, time.perf_counter()
+    with tqdm(jobs, desc="evaluate", unit="image") as progress:
+        for job in progress:
+            cache.append(answer_job(engine, job, inputs, config))
+            questions += len(job.ids)
+            progress.set_postfix(questions=questions, per_s=f"{questions / (time.perf_counter() - start):.2f}")
+    return questions
+
+
+# --- outputs --------------------------------------------------------------------------------------
+
+
+def mmad_answers(inputs: Inputs, answers: dict[str, str], chosen: bool,
+                 ) -> Iterator[tuple[Question, dict[str, Any]]]:
+    """Each question with its row of MMAD's answers file (plus what the model saw and said);
+    ``chosen``: the answers are letters picked by choice scoring, not generated text."""
+    keep = inputs.asking.protocol.letter
+    for group in by_image(inputs.questions):
+        history = ""
+        for question in group:
+            output = answers[f"mmad:{question.id}"]
+            letter, status = parse_answer(output, question.options, keep)
+            yield question, {
+                "image": question.image,
+                "question": question.text,
+                "question_type": question.type,
+                "correct_answer": question.answer,
+                # a letter when one was read (MMAD's Qwen2.5-VL script keeps the raw answer otherwise)
+                "gpt_answer": letter if letter is not None else output,
+                "model_output": output,
+                "parse": "choice" if chosen else status,
+                "prompt": describe(plan(question, inputs.asking, history)),
+            }
+            history += history_entry(question, output) if inputs.asking.history else ""
+
+
+def write_outputs(inputs: Inputs, answers: dict[str, str], metrics_dir: Path, predictions_dir: Path,
+                  config: EvalConfig) -> dict[str, Any]:
+    """The compact metrics (``mmad.json``, ``ddqa.json``: what ``dvc metrics diff`` compares), the full
+    score tables beside them (``*_scores.json``), the per-type plot, and the per-question predictions."""
+    rows, scored = [], []
+    parse = {"choice": 0} if config.answer == "choice" else {"letter": 0, "fuzzy": 0, "unparsed": 0}
+    for question, row in mmad_answers(inputs, answers, config.answer == "choice"):
+        rows.append(row)
+        parse[row["parse"]] += 1
+        scored.append(Scored(question.image, question.reported_type, row["gpt_answer"] == question.answer))
+    mmad = {"protocol": config.protocol, "answer": config.answer, "questions": len(rows), "parse": parse,
+            **summarise(scored), "mmad_script": mmad_script_table(rows)}
+    if config.bootstrap.samples:
+        mmad["intervals"] = intervals(scored, config.bootstrap.samples, config.bootstrap.seed)
+    ddqa, predictions = score_ddqa(inputs.records, answers, config)
+    atomic_write_json(metrics_dir / "mmad.json", compact_mmad(mmad))
+    atomic_write_json(metrics_dir / "ddqa.json", compact_ddqa(ddqa))
+    atomic_write_json(metrics_dir / "mmad_scores.json", mmad)
+    atomic_write_json(metrics_dir / "ddqa_scores.json", ddqa)
+    atomic_write_json(metrics_dir / "mmad_per_type.json", per_type_plot(mmad))
+    with atomic_directory(predictions_dir) as staging:
+        atomic_write_json(staging / "mmad_answers.json", rows)
+        (staging / "ddqa_predictions.jsonl").write_text(jsonl_text(predictions), encoding="utf-8")
+    return {"mmad": mmad, "ddqa": ddqa}
+
+
+def compact_mmad(mmad: dict[str, Any]) -> dict[str, float]:
+    """The headline: our Average with its interval, MMAD's script's Average, each type's average."""
+    average = mmad["average"]
+    headline = {"average": average["Average"]}
+    if "intervals" in mmad:
+        headline["low"], headline["high"] = mmad["intervals"]["average"]["Average"]
+    headline["mmad_script"] = mmad["mmad_script"]["average"]["Average"]
+    headline.update({SHORT_TYPES[name]: value for name, value in average.items() if name in SHORT_TYPES})
+    return headline
+
+
+def compact_ddqa(ddqa: dict[str, Any]) -> dict[str, float]:
+    """Each task's headline figure (see ``Task.headline``)."""
+    return {name: TASKS[name].headline(figures) for name, figures in ddqa.items()}
+
+
+def score_ddqa(records: list[dict[str, Any]], answers: dict[str, str], config: EvalConfig,
+               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Each task's figures (with intervals) and per-record predictions, task by task in file order."""
+    keep = config.asked_protocol.letter
     metrics: dict[str, Any] = {}
     predictions: list[dict[str, Any]] = []
-    for name, records in sorted(by_task.items()):
-        task = TASKS[name]
-        outputs = answer_all(records, lambda r: record_prompt(r)[0], ask, config.answer_budget(task.answer),
-                             config.batch_size, f"DDQA {name}")
-        metrics[name], rows = task.score(records, outputs)
-        predictions.extend({"task": name, "image": r["images"][0], **row} for r, row in zip(records, rows))
+    for name in sorted({record["task"] for record in records}):
+        task, chosen = TASKS[name], [record for record in records if record["task"] == name]
+        figures, rows = task.score(chosen, [answers[ddqa_id(record)] for record in chosen], keep)
+        if config.bootstrap.samples:
+            figures["intervals"] = task.intervals(chosen, rows, config.bootstrap.samples, config.bootstrap.seed)
+        metrics[name] = figures
+        predictions.extend({"task": name, "image": r["images"][0], **row} for r, row in zip(chosen, rows))
     return metrics, predictions
-
-
-def make_asker(model: ModelHandle, network: Any, processor: Any) -> Ask:
-    return lambda prompts, limit: model.adapter.generate(network, processor, prompts, limit)
 
 
 def per_type_plot(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows for a DVC bar plot of the MMAD average per question type."""
     return [{"type": name, "accuracy": value} for name, value in metrics["average"].items()
             if name not in ("Average", "Overkill", "Miss")]
-
-
-def run_evaluation(model: ModelHandle, model_dir: Path, benchmark: Path, ddqa_test: Path, metrics_dir: Path,
-                   predictions_dir: Path, config: EvalConfig) -> dict[str, Any]:
-    """Evaluate one model folder; write metrics (git) and predictions (DVC) atomically."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    processor = model.processor(model_dir)
-    network = model.model(model_dir, config.precision).to(device).eval()
-    ask = make_asker(model, network, processor)
-    mmad, answers = evaluate_mmad(ask, benchmark, config)
-    ddqa, predictions = evaluate_ddqa(ask, ddqa_test, config)
-    atomic_write_json(metrics_dir / "mmad.json", mmad)
-    atomic_write_json(metrics_dir / "ddqa.json", ddqa)
-    atomic_write_json(metrics_dir / "mmad_per_type.json", per_type_plot(mmad))
-    with atomic_directory(predictions_dir) as staging:
-        atomic_write_json(staging / "mmad_answers.json", answers)
-        (staging / "ddqa_predictions.jsonl").write_text(jsonl_text(predictions), encoding="utf-8")
-    return {"mmad": mmad, "ddqa": ddqa}

@@ -52,6 +52,12 @@ class VLMAdapter:
     remote_code: bool = False
     # media key -> the dimension its tensors are joined on in a batch (0 unless listed)
     media_concat_dims: ClassVar[dict[str, int]] = {}
+    # the model continues generating from a key/value cache of a prompt's prefix (images included),
+    # so the questions of one image share its encoding (eiad.evaluation.engine)
+    prefix_cache: ClassVar[bool] = True
+    # and several prompts continue from it together, rows padded between prefix and question
+    # (not for recurrent layers, whose state the padding would run through)
+    batched_continuation: ClassVar[bool] = True
 
     # --- loading ------------------------------------------------------------------------
 
@@ -111,6 +117,48 @@ class VLMAdapter:
         tokens["labels"] = labels
         return Example(tokens, media)
 
+    def encode_alike(self, processor: Any, prompts: Sequence[Prompt]) -> list[Example]:
+        """Prompts with the same images and the same text before their last image, encoded with one
+        processor call: the others reuse the first's images and tokens up to its last image and
+        tokenise only their own text after it.
+
+        That equals encoding each alone when the shared part ends on an added token (tokenisers
+        split added tokens out first), which is checked on the first prompt; otherwise, or for
+        prompts that do not share that part, each is encoded on its own.
+        """
+        first = self.encode(processor, prompts[0])
+        tokenizer, head = processor.tokenizer, self._text_to_last_image(processor, prompts[0])
+        texts = [processor.apply_chat_template(self.messages(p), add_generation_prompt=True, tokenize=False)
+                 for p in prompts]
+        tails = [tokenizer(text[len(head):], add_special_tokens=False, return_tensors="pt")["input_ids"]
+                 for text in texts]
+        shared = first.length - tails[0].shape[1]
+        ids = first.tokens["input_ids"]
+        alike = head is not None and shared > 0 and torch.equal(ids[:, shared:], tails[0]) \
+            and int(ids[0, shared - 1]) in tokenizer.added_tokens_decoder \
+            and all(text.startswith(head) and self._text_to_last_image(processor, p) == head
+                    for text, p in zip(texts[1:], prompts[1:]))
+        if not alike:
+            return [first, *(self.encode(processor, prompt) for prompt in prompts[1:])]
+        examples = [first]
+        for tail in tails[1:]:
+            # the text after the images is plain text: attended to, of no image's type
+            extra = {"input_ids": tail, "attention_mask": torch.ones_like(tail)}
+            tokens = {key: torch.cat([value[:, :shared], extra.get(key, torch.zeros_like(tail))], dim=1)
+                      for key, value in first.tokens.items()}
+            examples.append(Example(tokens, first.media))
+        return examples
+
+    def _text_to_last_image(self, processor: Any, prompt: Prompt) -> str | None:
+        """The chat text rendered up to the end of the prompt's last image (None without images)."""
+        last = max((i for i, part in enumerate(prompt) if not isinstance(part, str)), default=None)
+        if last is None:
+            return None
+        mark = "\ue000"  # a private-use character no prompt holds: where the text after the images starts
+        text = processor.apply_chat_template(self.messages([*prompt[:last + 1], mark]), add_generation_prompt=True,
+                                             tokenize=False)
+        return text[:text.index(mark)] if mark in text else None
+
     def collate(self, examples: Sequence[Example], pad_token_id: int, padding_side: str = "right") -> dict[str, torch.Tensor]:
         """Pad token-aligned tensors (labels with -100) and join the media tensors (see :func:`concat_padded`)."""
         longest = max(example.length for example in examples)
@@ -142,6 +190,13 @@ class VLMAdapter:
         )
         new_tokens = output[:, batch["input_ids"].shape[1]:]
         return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    @torch.inference_mode()
+    def next_token_logits(self, model: Any, processor: Any, prompts: Sequence[Prompt]) -> torch.Tensor:
+        """Each prompt's logits for the first answer token (prompts x vocabulary)."""
+        batch = self.collate([self.encode(processor, prompt) for prompt in prompts], processor.tokenizer.pad_token_id,
+                             padding_side="left")
+        return model(**{key: value.to(model.device) for key, value in batch.items()}).logits[:, -1]
 
     # --- an offline model -----------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from eiad.benchmark.prompts import INSTRUCTION, QUERY_NOTE, TEMPLATE_NOTE
+from eiad.benchmark.protocols import INSTRUCTION, QUERY_LEAD, template_note
 from eiad.data.hub import hub_errors, is_commit
 from eiad.errors import ConfigError, DataError
 from eiad.io import read_jsonl
@@ -23,7 +23,7 @@ def corpus(ddqa: Path) -> Iterator[str]:
     Benchmark questions are left out on purpose (the byte-level tokenizer still reads any
     text), so a benchmark change does not rebuild the model and re-run training.
     """
-    yield from (INSTRUCTION, TEMPLATE_NOTE, QUERY_NOTE)
+    yield from (INSTRUCTION, template_note(1), QUERY_LEAD)
     for path in sorted(ddqa.rglob("*.jsonl")):
         for record in read_jsonl(path):
             yield from (message["content"] for message in record["messages"])

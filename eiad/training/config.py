@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Literal
 
 from eiad.errors import ConfigError
+from eiad.launch import LaunchSettings
 from eiad.models.config import Precision
 from eiad.params import Params
-from eiad.training.launch import LaunchSettings
 
 LossReduction = Literal["token", "sample"]
 # train.deepspeed may name one of these (configs/deepspeed/<name>.json) instead of giving a path

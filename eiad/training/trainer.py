@@ -3,7 +3,7 @@
 Loss is on the assistant's answer only (prompt and image tokens are masked with -100).
 Checkpoints go to a folder that survives an interrupted run: re-running with the same
 settings resumes from the last checkpoint, other settings start afresh. In a run of several
-processes (see eiad.training.launch) every rank trains; only rank 0 writes the adapter and the curves.
+processes (see eiad.launch) every rank trains; only rank 0 writes the adapter and the curves.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import torch
 
 from eiad.errors import ConfigError
 from eiad.io import atomic_directory, read_jsonl
+from eiad.launch import single_process_group
 from eiad.models.adapter import IGNORE_INDEX, VLMAdapter, matching_modules
 from eiad.models.config import ModelHandle
 from eiad.training.checkpoints import COMPLETE, agreed_resume_point, fingerprint
 from eiad.training.config import LoraSettings, TrainConfig, deepspeed_config_file
 from eiad.training.data import LazyExamples, encode_dataset
-from eiad.training.launch import single_process_group
 
 log = logging.getLogger(__name__)
 

@@ -87,6 +87,7 @@ class MiniCPMV4Adapter(VLMAdapter):
     model_types = ("minicpmv4_6", "minicpmv4_7")
     lora_presets = standard_presets(_LLM, _PROJECTOR, _VISION)
     media_concat_dims: ClassVar[dict[str, int]] = {"pixel_values": -1}  # (1, channels, patch, all patches of the batch)
+    batched_continuation = False  # its linear-attention layers keep a recurrent state, not a per-token cache
 
     def build_tiny(self, params: dict[str, Any], corpus: Sequence[str], dest: Path) -> None:
         import transformers

@@ -56,6 +56,7 @@ class MiniCPMV26Adapter(VLMAdapter):
         "swift2": f"({_LLM}|{_RESAMPLER})",  # ms-swift 2.x (EIAD): LLM and resampler linears
         "swift4": _LLM,  # ms-swift 4.x: LLM linears only
     }
+    prefix_cache = False  # its own generate() takes embeddings, not a cache to continue from
     # save_pretrained writes only some of the code files and none of the tokenizer's
     extra_files = (*CODE_FILES, *TOKENIZER_FILES, "preprocessor_config.json", "generation_config.json")
 
@@ -103,6 +104,13 @@ class MiniCPMV26Adapter(VLMAdapter):
 
     def collate(self, examples: Sequence[Example], pad_token_id: int, padding_side: str = "right") -> dict[str, Any]:
         return collate_examples(examples, pad_token_id, padding_side)
+
+    @torch.inference_mode()
+    def next_token_logits(self, model: Any, processor: MiniCPMVProcessor, prompts: Sequence[Prompt]) -> torch.Tensor:
+        batch = self.collate([self.encode(processor, prompt) for prompt in prompts], processor.tokenizer.pad_token_id,
+                             "left")
+        batch = to_device(batch, model.device)
+        return model(data=batch["data"], attention_mask=batch["attention_mask"]).logits[:, -1]
 
     @torch.inference_mode()
     def generate(self, model: Any, processor: MiniCPMVProcessor, prompts: Sequence[Prompt],

@@ -26,7 +26,7 @@ Launcher = Literal["torchrun", "deepspeed"]
 
 @dataclass(frozen=True)
 class LaunchSettings(Params):
-    """``train.launch`` in params.yaml; one node with one GPU runs in-process."""
+    """A stage's `launch` block (`train.launch`, `evaluate.launch`); one node with one GPU runs in-process."""
 
     launcher: Launcher
     nodes: int
@@ -37,16 +37,16 @@ class LaunchSettings(Params):
 
     def __post_init__(self) -> None:
         if min(self.nodes, self.gpus_per_node) < 1:
-            raise ConfigError("train.launch: nodes and gpus_per_node must be >= 1")
+            raise ConfigError("launch: nodes and gpus_per_node must be >= 1")
         if not 1024 <= self.master_port <= 65535:
-            raise ConfigError(f"train.launch.master_port: {self.master_port} is not a port in 1024-65535")
+            raise ConfigError(f"launch.master_port: {self.master_port} is not a port in 1024-65535")
         if self.nodes > 1 and self.launcher != "deepspeed":
             # torchrun starts processes on its own node only; the deepspeed launcher reaches the others by ssh
-            raise ConfigError("train.launch: several nodes need launcher: deepspeed (with a hostfile)")
+            raise ConfigError("launch: several nodes need launcher: deepspeed (with a hostfile)")
         if self.nodes > 1 and not self.hostfile:
-            raise ConfigError("train.launch: several nodes need a hostfile listing them")
+            raise ConfigError("launch: several nodes need a hostfile listing them")
         if self.hostfile and not Path(self.hostfile).is_file():
-            raise ConfigError(f"train.launch.hostfile: {self.hostfile} does not exist")
+            raise ConfigError(f"launch.hostfile: {self.hostfile} does not exist")
 
     @property
     def processes(self) -> int:

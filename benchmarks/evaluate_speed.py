@@ -1,0 +1,178 @@
+"""Benchmark: questions per second of MMAD-style asking against eiad's evaluation engine.
+
+Paths, each timed in a fresh child process (peak RSS is that process's), in alternation:
+
+* ``mmad-loop``: MMAD's scripts' loop: one question per call, its images read from disk and
+  processed again, batch 1 (the anchor every ratio compares with);
+* ``batched``: questions in batches of ``--batch`` prompts, left-padded, images per batch;
+* ``engine``: eiad's engine, questions of an image from one encoded prefix, generated;
+* ``engine-choice``: the same with choice scoring (one step, the likeliest offered letter).
+
+On the demo's tiny model (``models/base``, after ``dvc repro fetch_model fetch_benchmark``) and on
+a compute-bound mid-size model of the same family built here (512 wide, 4 layers, 224-px images),
+for eiad-0shot and mmad-1shot. ``--memory`` instead compares the whole evaluation's peak RSS on
+the benchmark and on one ten times its size.
+
+    python benchmarks/evaluate_speed.py [--images 12] [--rounds 2] [--memory]
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import resource
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+MID_SIZE = {"seed": 0, "vocab_size": 512, "hidden_size": 512, "layers": 4, "heads": 8, "kv_heads": 4,
+            "intermediate_size": 1376, "vision_depth": 4, "vision_width": 256, "vision_heads": 4, "patch_size": 14,
+            "merge_size": 1, "image_size": 224, "initializer_range": 0.02}
+PATHS = ("mmad-loop", "batched", "engine", "engine-choice")
+
+
+def _questions(benchmark: Path, images: int) -> list[Any]:
+    """The questions of ``images`` images spread evenly over the benchmark (its mix of normal and defective)."""
+    from eiad.benchmark.mmad import by_image, load_benchmark
+
+    groups = list(by_image(load_benchmark(benchmark)))
+    step = max(1, len(groups) // images)
+    return [q for group in groups[::step][:images] for q in group]
+
+
+def _time_path(path: str, model_dir: str, benchmark: str, protocol: str, images: int, batch: int) -> dict[str, float]:
+    """One path over the first ``images`` images' questions: questions/s and this process's peak RSS."""
+    import torch
+
+    from eiad.benchmark.mmad import by_image
+    from eiad.benchmark.protocols import PROTOCOLS, Asking, plan
+    from eiad.data.images import load_rgb
+    from eiad.evaluation.engine import Ask, Engine
+    from eiad.models import get_adapter
+    from eiad.models.config import ModelConfig, ModelHandle
+    from eiad.params import load_params
+    from eiad.questions import load_prompt
+
+    torch.set_num_threads(1)
+    root = Path(benchmark)
+    model = ModelHandle.from_config(ModelConfig.parse(load_params("model"), "model"))
+    adapter = get_adapter(model.config.family)
+    processor, network = adapter.load_processor(Path(model_dir)), adapter.load_model(Path(model_dir)).eval()
+    asking = Asking(PROTOCOLS[protocol], "random", 1, "minicpm", False, None)
+    questions = _questions(root, images)
+    load = lambda name: load_rgb(root / name)
+    start = time.perf_counter()
+    if path == "mmad-loop":
+        for question in questions:
+            adapter.generate(network, processor, [load_prompt(plan(question, asking), load)], 8)
+    elif path == "batched":
+        for first in range(0, len(questions), batch):
+            prompts = [load_prompt(plan(q, asking), load) for q in questions[first:first + batch]]
+            adapter.generate(network, processor, prompts, 8)
+    else:
+        engine = Engine(model, network, processor, "choice" if path == "engine-choice" else "generate")
+        for group in by_image(questions):
+            plans = [plan(q, asking) for q in group]
+            engine.session(plans, load).answer_many([Ask(p, 8, q.options) for q, p in zip(group, plans)])
+    seconds = time.perf_counter() - start
+    return {"per_s": len(questions) / seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _in_child(function: Any, *args: Any) -> Any:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
+
+
+def _mid_size_model(ddqa: Path, dest: Path) -> Path:
+    from eiad.models import get_adapter
+    from eiad.models.fetch import corpus
+
+    get_adapter("qwen2_vl").build_tiny(MID_SIZE, list(corpus(ddqa)), dest)
+    return dest
+
+
+def _speed(models: dict[str, Path], benchmark: Path, images: int, rounds: int, batch: int) -> None:
+    for name, model_dir in models.items():
+        for protocol in ("eiad-0shot", "mmad-1shot"):
+            runs: dict[str, list[dict[str, float]]] = {path: [] for path in PATHS}
+            for _ in range(rounds):  # alternating, so load on the machine hits every path alike
+                for path in PATHS:
+                    runs[path].append(_in_child(_time_path, path, str(model_dir), str(benchmark), protocol, images,
+                                                batch))
+            anchor = statistics.median(run["per_s"] for run in runs["mmad-loop"])
+            click.echo(f"\n{name} model, {protocol}, {len(_questions(benchmark, images))} questions over {images} "
+                       f"images, median of {rounds}:")
+            for path in PATHS:
+                per_s = statistics.median(run["per_s"] for run in runs[path])
+                rss = statistics.median(run["rss_mb"] for run in runs[path])
+                ratio = "" if path == "mmad-loop" else f"  {per_s / anchor:.1f}x the MMAD-style loop"
+                click.echo(f"  {path:<14} {per_s:7.2f} questions/s  peak RSS {rss:6.0f} MB{ratio}")
+
+
+def _whole_run_rss(model_dir: str, benchmark: str, ddqa_test: str, scratch: str) -> float:
+    from eiad.evaluation.config import EvalConfig
+    from eiad.evaluation.runner import run_evaluation
+    from eiad.models.config import ModelHandle
+
+    config = EvalConfig.parse({**_params("evaluate"), "answer": "choice", "bootstrap": {"samples": 0, "seed": 0}},
+                              "evaluate")
+    out = Path(scratch)
+    run_evaluation(ModelHandle.load(), Path(model_dir), Path(benchmark), Path(ddqa_test), out / "m", out / "p",
+                   out / "c", config)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _params(key: str) -> Any:
+    from eiad.params import load_params
+
+    return load_params(key)
+
+
+def _enlarged(benchmark: Path, factor: int, dest: Path) -> Path:
+    """The benchmark with every image entry repeated ``factor`` times under new names."""
+    shutil.copytree(benchmark, dest)
+    entries = json.loads((benchmark / "mmad.json").read_text())
+    larger = {}
+    for copy in range(factor):
+        for key, entry in entries.items():
+            name = key.replace(".png", f"_{copy}.png")
+            shutil.copyfile(benchmark / key, dest / name)
+            larger[name] = {**entry, "image_path": name}
+    (dest / "mmad.json").write_text(json.dumps(larger))
+    return dest
+
+
+def _memory(model_dir: Path, benchmark: Path, ddqa_test: Path) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        small = _in_child(_whole_run_rss, str(model_dir), str(benchmark), str(ddqa_test), f"{scratch}/small")
+        large_benchmark = _enlarged(benchmark, 10, Path(scratch) / "large-benchmark")
+        large = _in_child(_whole_run_rss, str(model_dir), str(large_benchmark), str(ddqa_test), f"{scratch}/large")
+    questions = sum(len(e["conversation"]) for e in json.loads((benchmark / "mmad.json").read_text()).values())
+    click.echo(f"whole evaluation (choice scoring), peak RSS: {questions} questions {small:.0f} MB, "
+               f"{10 * questions} questions {large:.0f} MB ({large / small:.2f}x)")
+
+
+@click.command()
+@click.option("--model", type=click.Path(exists=True, file_okay=False, path_type=Path), default="models/base")
+@click.option("--benchmark", type=click.Path(exists=True, file_okay=False, path_type=Path), default="data/benchmark")
+@click.option("--ddqa", type=click.Path(exists=True, file_okay=False, path_type=Path), default="data/ddqa")
+@click.option("--images", default=12, show_default=True, help="Benchmark images timed per path.")
+@click.option("--rounds", default=2, show_default=True, help="Alternating rounds; the median is printed.")
+@click.option("--batch", default=32, show_default=True, help="Prompts per call on the batched path.")
+@click.option("--memory", is_flag=True, help="Compare peak RSS of whole runs on 1x and 10x the benchmark instead.")
+def main(model: Path, benchmark: Path, ddqa: Path, images: int, rounds: int, batch: int, memory: bool) -> None:
+    if memory:
+        _memory(model, benchmark, ddqa / "test.jsonl")
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        mid = _mid_size_model(ddqa, Path(scratch) / "mid")
+        _speed({"demo tiny": model, "mid-size (512 wide, 4 layers, 224 px)": mid}, benchmark, images, rounds, batch)
+
+
+if __name__ == "__main__":
+    main()
