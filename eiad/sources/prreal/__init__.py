@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eiad.data.download import extract
-from eiad.data.fetching import RECORD, fetch_url, write_record
-from eiad.data.images import read_mask
+from eiad.data.fetching import RECORD, discard_downloads, fetch_url, write_record
+from eiad.data.images import MaskFile
 from eiad.data.layout import OK, NativeSample, OrganiseParams, check_name
 from eiad.errors import LayoutError
 from eiad.params import Params
@@ -40,6 +40,7 @@ class PRRealFetchParams(Params):
     # Google Drive's direct-download form of the file EIAD links (confirm=t skips the virus-scan page)
     url: str
     sha256: str  # no checksum is published: pin the one fetch.json records after a first download
+    keep_archives: bool  # keep the verified archive in the downloads folder after unpacking it
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class PRRealSource(Source):
         # extracted as it is: a wrapping folder is told from a class folder when organising
         extract(archive, dest)
         write_record(dest, [record])
+        discard_downloads([archive], config.keep_archives)
 
     def catalogue(self, config: PRRealOrganiseParams, raw: Path) -> list[NativeSample]:
         root = layout_root(raw)

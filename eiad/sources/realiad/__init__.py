@@ -54,6 +54,7 @@ _SAMPLE = re.compile(r"^(?P<sample>.+?_\d{4})_(OK|NG)")
 class RealIADFetchParams(HubParams):
     resolution: Literal["256", "512", "1024", "raw"]
     categories: tuple[str, ...]  # empty: all 30
+    keep_archives: bool  # keep the verified archives in the downloads folder after unpacking them
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.categories) - set(CATEGORIES))
@@ -93,7 +94,7 @@ class RealIADSource(Source):
     def download(self, config: RealIADFetchParams, dest: Path) -> None:
         archives = {"realiad_jsons.zip": "realiad_jsons"}
         archives.update({f"realiad_{config.resolution}/{c}.zip": c for c in config.categories or CATEGORIES})
-        fetch_hub_archives(config.repo(), archives, dest, self.name)
+        fetch_hub_archives(config.repo(), archives, dest, self.name, config.keep_archives)
 
     def catalogue(self, config: RealIADOrganiseParams, raw: Path) -> list[NativeSample]:
         jsons = raw / "realiad_jsons"

@@ -59,6 +59,7 @@ def defect_names() -> dict[str, dict[str, str]]:
 @dataclass(frozen=True)
 class VisionFetchParams(HubParams):
     subsets: tuple[str, ...]  # empty: all 14
+    keep_archives: bool  # keep the verified archives in the downloads folder after unpacking them
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.subsets) - set(defect_names()))
@@ -228,7 +229,7 @@ class VisionSource(Source):
 
     def download(self, config: VisionFetchParams, dest: Path) -> None:
         archives = {f"{subset}.tar.gz": subset for subset in config.subsets or sorted(defect_names())}
-        fetch_hub_archives(config.repo(), archives, dest, self.name)
+        fetch_hub_archives(config.repo(), archives, dest, self.name, config.keep_archives)
 
     def catalogue(self, config: VisionOrganiseParams, raw: Path) -> list[NativeSample]:
         return [sample
