@@ -3,7 +3,7 @@
 PR-REAL's native layout and origin could not be established from public material, so it is
 not guessed at: the organiser accepts the archive only when it already holds the unified
 layout (optionally inside one wrapping folder), validates it strictly and copies it through
-the same writer as every other source (so masks are re-encoded as 0/255 PNG and counted)::
+the same writer as every other source (so masks that are not 0/255 PNGs are re-encoded, and all counted)::
 
     <CLASS>/OK/image/<stem>.<ext>                normal images
     <CLASS>/NG/<defect>/image/<stem>.<ext>       defective images
@@ -123,8 +123,7 @@ def _defect_samples(cls: str, defect: Path, threshold: int) -> list[NativeSample
     images, masks = _images(defect / "image"), _images(defect / "mask")
     unpaired = sorted(set(images) ^ set(masks))
     _expect(defect, not unpaired, f"images and masks do not pair up by stem: {unpaired[:5]}")
-    return [NativeSample(cls, defect.name, stem, image,
-                         lambda width, height, mask=masks[stem]: read_mask(mask, threshold),
+    return [NativeSample(cls, defect.name, stem, image, MaskFile(masks[stem], threshold),
                          group=f"{cls}-{defect.name}-{stem}")
             for stem, image in sorted(images.items())]
 

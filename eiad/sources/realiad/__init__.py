@@ -12,7 +12,9 @@ at the chosen resolution (256, 512, 1024 or raw). Native layout after unpacking:
 The JSON files decide, never the folders: about 27k images under ``NG/`` carry
 ``anomaly_class: "OK"`` (a view where the defect is not visible) and are normal. The five
 camera views of one physical sample (``<cat>_<NNNN>``) share a group, so a split never
-separates them. Masks are PNG but are thresholded like any other.
+separates them; the JSON files' ``train`` and ``test`` lists are the official split
+(``ddqa.split: official``). Masks are PNG but are thresholded like any other (and placed as
+they are when they already are 0/255).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from typing import Any, Literal
 
 from eiad.data.fetching import fetch_hub_archives
 from eiad.data.hub import HubParams
-from eiad.data.images import read_mask
-from eiad.data.layout import NativeSample, OrganiseParams
+from eiad.data.images import ORGANISED_THRESHOLD, MaskFile
+from eiad.data.layout import NativeSample, OrganiseParams, Split
 from eiad.errors import ConfigError, DataError, LayoutError
 from eiad.sources import Source
 
@@ -129,8 +131,8 @@ def _native(root: Path, category: str, normal: str, sample: dict[str, Any], json
     if code not in DEFECT_CODES:
         raise DataError(json_file, f"unknown Real-IAD defect code {code!r} for {sample['image_path']}; "
                                    f"known: {sorted(DEFECT_CODES)}")
-    mask = root / sample["mask_path"]
-    return NativeSample(category, DEFECT_CODES[code], stem, image, lambda width, height: read_mask(mask), group)
+    mask = MaskFile(root / sample["mask_path"], ORGANISED_THRESHOLD)
+    return NativeSample(category, DEFECT_CODES[code], stem, image, mask, group, split)
 
 
 SOURCE = RealIADSource()
