@@ -49,6 +49,7 @@ CATEGORIES = (
     "sim_card_set", "switch", "tape", "terminalblock", "toothbrush", "toy", "toy_brick", "transistor1", "u_block",
     "usb", "usb_adaptor", "vcpill", "wooden_beads", "woodstick", "zipper",
 )
+SPLITS: tuple[Split, ...] = ("train", "test")  # the JSON files' lists: Real-IAD's official split
 _SAMPLE = re.compile(r"^(?P<sample>.+?_\d{4})_(OK|NG)")
 
 
@@ -76,12 +77,12 @@ def _group(category: str, image_path: str, where: Path) -> str:
     return f"{category}-{match['sample']}"
 
 
-def _samples(json_file: Path) -> tuple[str, str, list[dict[str, Any]]]:
-    """The category's path prefix, its normal class name and every sample of both splits."""
+def _samples(json_file: Path) -> tuple[str, str, list[tuple[Split, dict[str, Any]]]]:
+    """The category's path prefix, its normal class name and every sample with its official split."""
     try:
         data = json.loads(json_file.read_text(encoding="utf-8"))
         prefix, normal = data["meta"]["prefix"], data["meta"].get("normal_class", "OK")
-        samples = [*data.get("train", []), *data.get("test", [])]
+        samples = [(split, entry) for split in SPLITS for entry in data.get(split, [])]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise DataError(json_file, f"is not a Real-IAD category file (meta.prefix, train, test): {err}") from err
     return prefix, normal, samples
@@ -117,16 +118,17 @@ class RealIADSource(Source):
             json_file = jsons / f"{category}.json"
             prefix, normal, entries = _samples(json_file)
             root = raw / prefix.rstrip("/")
-            samples.extend(_native(root, category, normal, entry, json_file) for entry in entries)
+            samples.extend(_native(root, category, normal, split, entry, json_file) for split, entry in entries)
         return samples
 
 
-def _native(root: Path, category: str, normal: str, sample: dict[str, Any], json_file: Path) -> NativeSample:
+def _native(root: Path, category: str, normal: str, split: Split, sample: dict[str, Any],
+            json_file: Path) -> NativeSample:
     image = root / sample["image_path"]
     stem = Path(sample["image_path"]).stem
     group = _group(category, sample["image_path"], json_file)
     if sample.get("anomaly_class") == normal or not sample.get("mask_path"):
-        return NativeSample(category, None, stem, image, None, group)
+        return NativeSample(category, None, stem, image, None, group, split)
     code = sample["anomaly_class"]
     if code not in DEFECT_CODES:
         raise DataError(json_file, f"unknown Real-IAD defect code {code!r} for {sample['image_path']}; "
