@@ -30,14 +30,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from eiad.data.fetching import discard_downloads, fetch_url, unpack, write_record
 from eiad.data.hub import is_commit
@@ -99,25 +101,19 @@ def wear_groups(images: list[dict[str, Any]]) -> dict[str, str]:
     """Each image's split group (by file name): the frames of one spot's wear development share one.
 
     Images joined by a wear sequence (``wear_dev``) or by being crops of one photograph are
-    one group: the connected components of images, sequences and photographs. A group is named
-    after its first sequence (by name), or its photograph when it has none.
+    one group: the connected components of the graph of sequences and photographs that an image
+    links. A group is named after its first sequence (by name), or its photograph when it has none.
     """
-    parent: dict[str, str] = {}
-
-    def root(node: str) -> str:
-        while parent.setdefault(node, node) != node:
-            parent[node] = node = parent[parent[node]]  # path halving keeps the trees flat
-        return node
-
-    def join(nodes: Iterable[str]) -> None:
-        first, *rest = sorted({root(node) for node in nodes})
-        for other in rest:
-            parent[other] = first  # a component's root stays its smallest name
-
-    photos = {entry["filename"]: "~" + _photo(entry["filename"]) for entry in images}  # "~": sorts after sequences
-    for entry in images:
-        join([photos[entry["filename"]], *entry["wear_dev"]])
-    return {name: root(photo).lstrip("~") for name, photo in photos.items()}
+    # "~" sorts after every sequence name, so a component's first link is a sequence if it has one
+    links = {entry["filename"]: ["~" + _photo(entry["filename"]), *entry["wear_dev"]] for entry in images}
+    index = {link: number for number, link in enumerate(sorted({link for row in links.values() for link in row}))}
+    edges = [(index[a], index[b]) for row in links.values() for a, b in pairwise(row)]
+    graph = coo_matrix((np.ones(len(edges)), ([a for a, _ in edges], [b for _, b in edges])), shape=(len(index),) * 2)
+    _, component = connected_components(graph, directed=False)
+    first: dict[int, str] = {}
+    for link, number in index.items():  # in name order
+        first.setdefault(component[number], link.lstrip("~"))
+    return {name: first[component[index[row[0]]]] for name, row in links.items()}
 
 
 def _photo(filename: str) -> str:
