@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,11 +80,10 @@ class Sample:
         return self.defect != OK
 
     def to_json(self) -> dict[str, Any]:
-        row = asdict(self)
-        row["class"] = row.pop("cls")
-        keys = ("dataset", "class", "defect", "image", "mask", "group")
+        row = {"dataset": self.dataset, "class": self.cls, "defect": self.defect, "image": self.image,
+               "mask": self.mask, "group": self.group}
         # only a source that ships its own split has the key, so other manifests keep their bytes
-        return {key: row[key] for key in (*keys, "split") if key in keys or row[key] is not None}
+        return row if self.split is None else {**row, "split": self.split}
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> Sample:
