@@ -24,6 +24,10 @@ class DataError(EiadError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+        # rebuilt from path and problem when it crosses a process boundary (organise's workers)
+        return type(self), (self.path, self.problem)
+
 
 class LayoutError(DataError):
     """A native dataset layout has an unexpected structure (never skipped)."""

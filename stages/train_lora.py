@@ -1,5 +1,8 @@
 """DVC stage `train_lora`: LoRA fine-tuning on DDQA's train.jsonl (resumes an interrupted run).
 
+Before the model loads, every value of `train` and every record's images are checked
+(eiad.training.checks), so that a bad setting or a missing image stops it in seconds.
+
 With `train.launch` asking for more than one process, the stage re-runs itself, with its own
 command line, under the launcher (one worker per GPU) and waits for them.
 """
@@ -11,8 +14,9 @@ import click
 
 from eiad.cli import folder, input_file, output_folder, params_option, stage
 from eiad.errors import EiadError
-from eiad.launch import needs_launch, rank, run_launched
+from eiad.launch import is_worker, needs_launch, rank, run_launched
 from eiad.models.config import ModelHandle
+from eiad.training.checks import check_training
 from eiad.training.config import TrainConfig
 from eiad.training.trainer import train_lora
 
@@ -29,6 +33,8 @@ def main(model: Path, data: Path, out: Path, checkpoints: Path, metrics: Path, p
     """Fine-tune the base model with LoRA as set in `train`."""
     config = TrainConfig.load("train", params_file)
     handle = ModelHandle.load(params_file)
+    if not is_worker():  # once, before any worker starts and before the model loads
+        check_training(config, data)
     if needs_launch(config.launch):
         status = run_launched(config.launch, Path(__file__), sys.argv[1:])
         if status:

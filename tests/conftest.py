@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +112,26 @@ def label_components(mask: Any) -> list[list[tuple[int, int]]]:
                             queue.append((rr, cc))
             components.append(pixels)
     return components
+
+
+def shares_blocks(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths hold one file's bytes without a second copy: a hard link, or a reflink
+    on a file system that makes them (btrfs, XFS), where the two files are the same size."""
+    if os.path.samefile(a, b):
+        return True
+    return reflinks_here(Path(a).parent) and Path(a).stat().st_size == Path(b).stat().st_size
+
+
+def reflinks_here(folder: Path) -> bool:
+    """Whether the file system of ``folder`` makes reflinks (tried once on a scratch file)."""
+    from eiad.data.files import place
+
+    probe = Path(tempfile.mkdtemp(dir=folder))
+    try:
+        (probe / "a").write_bytes(b"probe")
+        return place(probe / "a", probe / "b") == "reflink"
+    finally:
+        shutil.rmtree(probe)
 
 
 def load_stage(name: str) -> Any:

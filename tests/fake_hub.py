@@ -23,7 +23,7 @@ class HubState:
     repos: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict)  # (type, repo) -> files
     commits: dict[str, str] = field(default_factory=dict)  # revision -> commit
     gated: set[str] = field(default_factory=set)
-    stated_sha256: dict[str, str] = field(default_factory=dict)  # filename -> a (wrong) sha256 to state
+    stated_sha256: dict[str, str] = field(default_factory=dict)  # filename -> the sha256 to state (or a wrong one)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, Range
     authorizations: set[str] = field(default_factory=set)  # Authorization headers received
 
@@ -83,7 +83,7 @@ def _handler(state: HubState) -> type[http.server.BaseHTTPRequestHandler]:
                 self._fail(404, {"X-Error-Code": "EntryNotFound"})
                 return None, {}
             content = files[filename]
-            sha256 = state.stated_sha256.get(filename, hashlib.sha256(content).hexdigest())
+            sha256 = state.stated_sha256.get(filename) or hashlib.sha256(content).hexdigest()
             return content, {"X-Repo-Commit": state.commits[revision], "ETag": f'"{sha256}"'}
 
         @staticmethod

@@ -135,19 +135,59 @@ def tar_gz_folder(folder: Path, name: str) -> bytes:
     return buffer.getvalue()
 
 
-def make_bsdata_repository(root: Path) -> Path:
-    """GitHub's view of 2Obe/BSData: the real sample's data/, label/, image_data.json and LICENSE,
-    plus the repository's other folders (a baseline model, demo pictures) that are not data."""
-    for name in ("data", "label"):
-        shutil.copytree(BSDATA_SAMPLE / name, root / name)
+BSDATA_INITIAL = "da45cf0103a74b3cd2525044e82cbf01498fca92"  # data.zip and label.zip
+BSDATA_FOLDERS = "0d27ec19d8191a87bc39077f1339ad752beeee30"  # the first tree with data/ and label/: the pin
+BSDATA_HEAD = "7204b28a621733c01cd75899ed9ea27f6ea0b9e3"  # 2025-08-29: adds an LFS saved_model/
+# every file of each commit's tree other than the dataset's (data/, label/, image_data.json, LICENSE),
+# as `git ls-tree -r` lists them at 2Obe/BSData; the contents are stand-ins of the real files' kinds
+_LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{:064x}\nsize 13171996\n"
+BSDATA_OTHER_FILES = {
+    BSDATA_INITIAL: {"README.md": "# BSData\n", "split_dataset.py": "# the authors' split script\n"},
+    BSDATA_FOLDERS: {"README.md": "# BSData\n", "split_dataset.py": "# the authors' split script\n",
+                     "demo/demo.jpg": "a demo picture\n"},
+    BSDATA_HEAD: {
+        ".gitattributes": "saved_model/** filter=lfs diff=lfs merge=lfs -text\n",
+        "README.md": "# BSData\n", "split_dataset.py": "# the authors' split script\n",
+        "demo/BSD_Surface_Defect_Dataset_for_Classification.png": "a demo picture\n",
+        "demo/demo.png": "a demo picture\n",
+        **{f"saved_model/{name}": _LFS_POINTER.format(number) for number, name in enumerate(
+            ("saved_model.pb", "variables/variables.data-00000-of-00002",
+             "variables/variables.data-00001-of-00002", "variables/variables.index"))},
+    },
+}
+
+
+def make_bsdata_repository(root: Path, commit: str = BSDATA_HEAD) -> Path:
+    """2Obe/BSData's tree at ``commit`` (one of BSDATA_OTHER_FILES), with the real sample as its
+    dataset: ``data/`` and ``label/`` folders, or at the initial commit ``data.zip`` and ``label.zip``."""
+    root.mkdir(parents=True, exist_ok=True)
     for name in ("image_data.json", "LICENSE"):
         shutil.copyfile(BSDATA_SAMPLE / name, root / name)
-    (root / "saved_model").mkdir()
-    (root / "saved_model" / "saved_model.pb").write_bytes(b"\0" * 64)
-    (root / "demo").mkdir()
-    (root / "demo" / "demo.png").write_bytes(b"not needed")
-    (root / "split_dataset.py").write_text("# the authors' split script\n")
+    for name in ("data", "label"):
+        if commit == BSDATA_INITIAL:
+            (root / f"{name}.zip").write_bytes(zip_folder(BSDATA_SAMPLE / name, prefix=f"{name}/"))
+        else:
+            shutil.copytree(BSDATA_SAMPLE / name, root / name)
+    for name, text in BSDATA_OTHER_FILES[commit].items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
     return root
+
+
+def github_archive(folder: Path, repository: str, commit: str) -> bytes:
+    """GitHub's ``archive/<commit>.zip`` of a tree: everything under ``<repository>-<commit>/``,
+    folders as entries of their own, as ``git archive`` writes them."""
+    buffer = io.BytesIO()
+    prefix = f"{repository}-{commit}/"
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr(prefix, b"")
+        for path in sorted(folder.rglob("*")):
+            name = prefix + path.relative_to(folder).as_posix()
+            if path.is_dir():
+                bundle.writestr(name + "/", b"")
+            else:
+                bundle.write(path, name)
+    return buffer.getvalue()
 
 
 def make_prreal(root: Path) -> Path:

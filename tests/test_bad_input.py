@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import load_stage
 from PIL import Image
 
-from eiad.errors import BadSampleError, DataError, LayoutError
+from eiad.errors import BadSampleError, ConfigError, DataError, LayoutError
 from eiad.sources.demo import SOURCE as DEMO
 
 
@@ -35,10 +35,17 @@ def _organise(raw: Path, out: Path, policy: str = "error"):
     return DEMO.organise({"on_bad_sample": policy}, raw, out)
 
 
+def _replace(path: Path, data: bytes) -> None:
+    """A new file in place of ``path``, as DVC and editors change files: organised images are hard
+    links of the native ones, so writing into the native file would change the organised one too."""
+    path.unlink()
+    path.write_bytes(data)
+
+
 def _truncate(raw):
     entry = _first(raw, "OK")
     path = raw / entry["file"]
-    path.write_bytes(path.read_bytes()[:100])
+    _replace(path, path.read_bytes()[:100])
     return path, "truncated or corrupt"
 
 
@@ -63,7 +70,7 @@ def _unreadable(raw):
 
 def _not_an_image(raw):
     entry = _first(raw, "OK")
-    (raw / entry["file"]).write_text("lorem ipsum")
+    _replace(raw / entry["file"], b"lorem ipsum")
     return raw / entry["file"], "not an image"
 
 
@@ -135,3 +142,18 @@ def test_every_stage_explains_itself():
     for name in ("fetch", "organise", "fetch_benchmark", "build_ddqa"):
         result = CliRunner().invoke(load_stage(name), ["--help"])
         assert result.exit_code == 0 and "--params" in result.output and "Usage:" in result.output
+
+
+def test_the_outputs_do_not_depend_on_the_number_of_workers(raw, tmp_path, monkeypatch):
+    _truncate(raw)
+    _empty_mask(raw)
+    trees = []
+    for workers in ("1", "3"):
+        monkeypatch.setenv("EIAD_WORKERS", workers)
+        out = tmp_path / f"out-{workers}"
+        _organise(raw, out, policy="skip")
+        trees.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert trees[0] == trees[1] and len((tmp_path / "out-3" / "skipped.jsonl").read_text().splitlines()) == 2
+    monkeypatch.setenv("EIAD_WORKERS", "0")
+    with pytest.raises(ConfigError, match="EIAD_WORKERS must be a whole number >= 1, got '0'"):
+        _organise(raw, tmp_path / "out-0")

@@ -24,6 +24,15 @@ def built(tmp_path_factory, demo_samples):
     return out, counts
 
 
+def _records(samples, ddqa_config):
+    """Every record by split and task, and the skipped counts."""
+    skipped = Counter()
+    records = {"train": {}, "test": {}}
+    for split, task, record in build_records(samples, ddqa_config, skipped):
+        records[split].setdefault(task, []).append(record)
+    return records, skipped
+
+
 def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -131,7 +140,7 @@ def test_two_builds_give_the_same_bytes(tmp_path, built, demo_samples):
 
 
 def test_fixed_option_order_follows_the_figure(demo_samples):
-    records, _ = build_records(demo_samples, config(DDQAConfig, "ddqa", shuffle_options=False, wording="eiad"))
+    records, _ = _records(demo_samples, config(DDQAConfig, "ddqa", shuffle_options=False, wording="eiad"))
     for record in records["train"]["AD"]:
         assert record["choices"] == {"A": "No.", "B": "Yes."}
     for record in records["train"]["RDL"]:
@@ -140,7 +149,7 @@ def test_fixed_option_order_follows_the_figure(demo_samples):
     for record in records["train"]["DC"]:
         values = list(record["choices"].values())
         assert values == sorted(values)
-    shuffled, _ = build_records(demo_samples, config(DDQAConfig, "ddqa", shuffle_options=True))
+    shuffled, _ = _records(demo_samples, config(DDQAConfig, "ddqa", shuffle_options=True))
     letters = Counter(r["messages"][1]["content"] for r in shuffled["train"]["RDL"])
     assert len(letters) == 4  # the answer is not always in one place
 
@@ -148,8 +157,8 @@ def test_fixed_option_order_follows_the_figure(demo_samples):
 def test_varied_wording_draws_each_question_and_leaves_the_options_and_answers_alone(demo_samples):
     from eiad.ddqa.tasks import TASKS
 
-    eiad, _ = build_records(demo_samples, config(DDQAConfig, "ddqa", wording="eiad"))
-    varied, _ = build_records(demo_samples, config(DDQAConfig, "ddqa", wording="varied"))
+    eiad, _ = _records(demo_samples, config(DDQAConfig, "ddqa", wording="eiad"))
+    varied, _ = _records(demo_samples, config(DDQAConfig, "ddqa", wording="varied"))
     for task in ("AD", "DC", "RDL"):
         plain, drawn = eiad["train"][task], varied["train"][task]
         assert {r["messages"][0]["content"].split("\n")[0] for r in plain} == {"<image>" + TASKS[task].question}
@@ -162,7 +171,7 @@ def test_varied_wording_draws_each_question_and_leaves_the_options_and_answers_a
             assert [text.rstrip(".") for text in after["choices"].values()] == same
     stops = Counter(all(text.endswith(".") for text in r["choices"].values()) for r in varied["train"]["AD"])
     assert stops[True] and stops[False]  # EIAD's "Yes." and MMAD's "Yes" both occur
-    assert varied == build_records(demo_samples, config(DDQAConfig, "ddqa", wording="varied"))[0]
+    assert varied == _records(demo_samples, config(DDQAConfig, "ddqa", wording="varied"))[0]
 
 
 def _synthetic(tmp_path, dataset, cls, defect, name):
@@ -176,7 +185,7 @@ def _synthetic(tmp_path, dataset, cls, defect, name):
 def test_dc_distractors_come_from_the_same_dataset_then_the_pool(tmp_path):
     a = [_synthetic(tmp_path, "A", "part", d, d) for d in ("dent", "burr", "rust", "chip", "crack")]
     b = [_synthetic(tmp_path, "B", "gear", "pitting", "p1")]
-    records, skipped = build_records(a + b, config(DDQAConfig, "ddqa", test_ratio=0.0, tasks=("DC",)))
+    records, skipped = _records(a + b, config(DDQAConfig, "ddqa", test_ratio=0.0, tasks=("DC",)))
     by_dataset = {}
     for record in records["train"]["DC"]:
         by_dataset.setdefault(record["source_dataset"], []).append(set(record["choices"].values()))
@@ -184,8 +193,8 @@ def test_dc_distractors_come_from_the_same_dataset_then_the_pool(tmp_path):
                for choices in by_dataset["A"])
     (only_b,) = by_dataset["B"]
     assert "pitting" in only_b and len(only_b) == 4  # BSData-like: one defect name, filled from the pool
-    alone, skipped = build_records(b, config(DDQAConfig, "ddqa", test_ratio=0.0, tasks=("DC",)))
-    assert alone["train"]["DC"] == [] and skipped == {"DC: no other defect name to offer": 1}
+    alone, skipped = _records(b, config(DDQAConfig, "ddqa", test_ratio=0.0, tasks=("DC",)))
+    assert alone["train"] == {} and skipped == {"DC: no other defect name to offer": 1}
 
 
 def test_bad_ddqa_params():
@@ -193,3 +202,18 @@ def test_bad_ddqa_params():
         config(DDQAConfig, "ddqa", tasks=("AD", "XYZ"))
     with pytest.raises(ConfigError, match="test_ratio"):
         config(DDQAConfig, "ddqa", test_ratio=1.5)
+
+
+def test_official_split_follows_the_manifest_and_needs_one_everywhere(tmp_path, caplog):
+    a = [_synthetic(tmp_path, "A", "part", "dent", f"d{i}") for i in range(4)]
+    a = [Sample(s.dataset, s.cls, s.defect, s.image, s.mask, "A-one-spot", split)
+         for s, split in zip(a, ("train", "test", None, "test"))]
+    records, _ = _records(a, config(DDQAConfig, "ddqa", split="official", tasks=("AD",)))
+    assert sorted(r["images"][0] for r in records["test"]["AD"]) == sorted([a[1].image, a[3].image])
+    assert len(records["train"]["AD"]) == 2  # an image the source leaves unassigned trains
+    assert "puts images of 1 of 1 split groups on both sides (e.g. A-one-spot)" in caplog.text
+    b = [_synthetic(tmp_path, "B", "gear", "pitting", "p1")]
+    with pytest.raises(ConfigError, match="ddqa.split: official takes each source's own split, but B ships none"):
+        _records(a + b, config(DDQAConfig, "ddqa", split="official"))
+    with pytest.raises(ConfigError, match="'random' is not one of"):
+        config(DDQAConfig, "ddqa", split="random")

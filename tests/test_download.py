@@ -3,6 +3,7 @@
 import hashlib
 import http.server
 import io
+import json
 import tarfile
 import threading
 import urllib.request
@@ -12,7 +13,8 @@ from typing import ClassVar
 
 import pytest
 
-from eiad.data.download import download, extract
+from eiad.data import download as download_module
+from eiad.data.download import download, extract, forget, verified_sha256
 from eiad.errors import DataError, EiadError
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
@@ -75,6 +77,22 @@ def test_download_verifies_and_is_a_no_op_when_complete(server, tmp_path):
     assert len(RangeHandler.requests) == 1  # the second call asked nothing
 
 
+def test_a_verified_download_is_hashed_once_until_it_changes(server, tmp_path, monkeypatch):
+    dest = download(f"{server}/payload.bin", tmp_path / "payload.bin", SHA)
+    assert json.loads((tmp_path / "payload.bin.sha256").read_text())["sha256"] == SHA  # hashed as it came
+
+    def rehash(path):
+        raise AssertionError(f"{path} was hashed again")
+
+    monkeypatch.setattr(download_module, "sha256_of", rehash)
+    assert verified_sha256(dest) == SHA and download(f"{server}/payload.bin", dest, SHA) == dest
+    monkeypatch.undo()
+    dest.write_bytes(PAYLOAD[::-1])  # changed: the stamp no longer holds
+    assert verified_sha256(dest) == hashlib.sha256(PAYLOAD[::-1]).hexdigest()
+    forget(dest)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_download_resumes_a_partial_file(server, tmp_path):
     (tmp_path / "payload.bin.part").write_bytes(PAYLOAD[:300_000])
     download(f"{server}/payload.bin", tmp_path / "payload.bin", SHA)
@@ -114,6 +132,9 @@ def test_checksum_mismatch_deletes_the_download(server, tmp_path):
     with pytest.raises(DataError, match="checksum mismatch"):
         download(f"{server}/payload.bin", tmp_path / "payload.bin", "0" * 64)
     assert list(tmp_path.iterdir()) == []
+    (tmp_path / "payload.bin.part").write_bytes(PAYLOAD[:1000])  # a resumed download is checked whole
+    with pytest.raises(DataError, match="checksum mismatch"):
+        download(f"{server}/payload.bin", tmp_path / "payload.bin", "0" * 64)
 
 
 def test_unreachable_and_missing(server, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from eiad.data.geometry import grid_cell, regions
-from eiad.data.images import encode_mask_png, read_image_size, read_mask
+from eiad.data.images import MaskFile, encode_mask_png, read_image_size, read_mask
 from eiad.ddqa.boxes import format_boxes
 from eiad.ddqa.tasks import Geometry
 from eiad.errors import BadSampleError
@@ -96,3 +96,29 @@ def test_truncated_and_non_images_are_named(tmp_path):
         with pytest.raises(BadSampleError) as caught:
             read_image_size(path)
         assert str(path) in str(caught.value)
+
+
+def test_a_jpeg_is_checked_in_draft_mode_at_its_full_size(tmp_path):
+    """Draft decoding (1/8 scale) still reads every byte: a JPEG cut short anywhere is caught."""
+    good = tmp_path / "good.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)).save(good, quality=90)
+    assert read_image_size(good) == (320, 240)
+    data = good.read_bytes()
+    for cut in (len(data) // 3, len(data) - 50, len(data) - 2):
+        truncated = tmp_path / f"cut_{cut}.jpg"
+        truncated.write_bytes(data[:cut])
+        with pytest.raises(BadSampleError, match="truncated or corrupt"):
+            read_image_size(truncated)
+
+
+def test_a_mask_file_tells_whether_it_is_already_an_organised_mask(tmp_path):
+    values = np.zeros((8, 10), dtype=np.uint8)
+    values[2:4, 3:6] = 255
+    cases = {"binary.png": (values, True), "grey.png": (values // 2, False), "labels.png": (values // 255, False),
+             "binary.jpg": (values, False)}
+    for name, (pixels, reusable) in cases.items():
+        Image.fromarray(pixels).save(tmp_path / name)
+        mask, binary = MaskFile(tmp_path / name, threshold=0).read()
+        assert binary == reusable, name
+        assert mask[2:4, 3:6].all() and mask.sum() >= 6, name
+    assert MaskFile(tmp_path / "binary.png", threshold=127).read()[1]

@@ -237,6 +237,59 @@ def test_a_merged_folder_carries_code_tokenizer_and_configs():
             "generation_config.json"} <= set(ADAPTER.extra_files)
 
 
+# MiniCPM-V-2.6's config.json as its Hub repository ships it (transformers 4.x's format), at toy sizes
+BASE_CONFIG = {
+    "_name_or_path": "openbmb/MiniCPM-V-2_6", "architectures": ["MiniCPMV"],
+    "auto_map": {"AutoConfig": "configuration_minicpm.MiniCPMVConfig", "AutoModel": "modeling_minicpmv.MiniCPMV",
+                 "AutoModelForCausalLM": "modeling_minicpmv.MiniCPMV"},
+    "attention_dropout": 0.0, "batch_vision_input": True, "bos_token_id": 151643, "drop_vision_last_layer": False,
+    "eos_token_id": 151645, "hidden_act": "silu", "hidden_size": 64, "image_size": 448, "initializer_range": 0.02,
+    "intermediate_size": 128, "max_position_embeddings": 32768, "max_window_layers": 1, "model_type": "minicpmv",
+    "num_attention_heads": 2, "num_hidden_layers": 1, "num_key_value_heads": 1, "patch_size": 14, "query_num": 64,
+    "rms_norm_eps": 1e-06, "rope_scaling": None, "rope_theta": 1000000.0, "sliding_window": 131072,
+    "slice_config": {"max_slice_nums": 9, "patch_size": 14, "model_type": "minicpmv"}, "slice_mode": True,
+    "tie_word_embeddings": False, "torch_dtype": "bfloat16", "transformers_version": "4.40.0", "use_cache": True,
+    "use_image_id": True, "use_sliding_window": False, "version": 2.6, "vision_batch_size": 16,
+    "vision_config": {"hidden_size": 32, "image_size": 980, "intermediate_size": 64, "model_type": "siglip",
+                      "num_attention_heads": 2, "num_hidden_layers": 2, "patch_size": 14},
+    "vocab_size": 151700,
+}
+# what the checkpoint's configuration_minicpm.MiniCPMVConfig reads under transformers 4.45: its own
+# arguments and those of Qwen2Config(4.45), each taken from the top level of config.json
+READ_BY_ITS_CODE = (
+    "use_cache", "query_num", "image_size", "drop_vision_last_layer", "batch_vision_input", "slice_config",
+    "vision_config", "use_image_id", "vision_batch_size",
+    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "hidden_act", "max_position_embeddings", "initializer_range", "rms_norm_eps",
+    "tie_word_embeddings", "rope_theta", "rope_scaling", "use_sliding_window", "sliding_window", "max_window_layers",
+    "attention_dropout", "bos_token_id", "eos_token_id", "architectures", "auto_map", "model_type",
+)
+
+
+def _as_read(config: dict) -> dict:
+    return {key: config.get(key) for key in READ_BY_ITS_CODE}
+
+
+def test_a_merged_config_keeps_the_format_its_code_reads(tmp_path):
+    """transformers 5 writes rope_theta into rope_parameters; the merged folder keeps the base's file."""
+    from transformers import Qwen2Config
+
+    from eiad.training.merge import keep_base_config
+
+    base, merged = tmp_path / "base", tmp_path / "merged"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps(BASE_CONFIG))
+    # what save_pretrained writes for the merged (fp32) model under transformers 5 (MiniCPMVConfig is a Qwen2Config)
+    Qwen2Config(**{**BASE_CONFIG, "torch_dtype": "float32"}).save_pretrained(merged)
+    rewritten = json.loads((merged / "config.json").read_text())
+    assert _as_read(rewritten) != _as_read(BASE_CONFIG) and "rope_theta" not in rewritten  # 4.45 would read 10000
+    keep_base_config(base, merged)
+    kept = json.loads((merged / "config.json").read_text())
+    assert _as_read(kept) == _as_read(BASE_CONFIG)
+    assert kept == {**BASE_CONFIG, "torch_dtype": "float32"}  # only the stored dtype changed
+    assert Qwen2Config.from_pretrained(merged).rope_parameters == Qwen2Config.from_pretrained(base).rope_parameters
+
+
 def test_legacy_imports_are_shimmed_then_undone(monkeypatch):
     monkeypatch.setattr("eiad.models.families.minicpmv2_6.compat._importable", lambda module: False)
     before = sys.modules.get("torchvision")
@@ -373,6 +426,11 @@ def test_remote_model_trains_merges_and_generates(tiny_remote, small_ddqa, tmp_p
     merged_dir = tmp_path / "merged"
     assert all((merged_dir / name).is_file() for name in CODE_FILES if (tiny_remote / name).is_file())
     assert (merged_dir / "tokenizer_config.json").read_bytes() == (tiny_remote / "tokenizer_config.json").read_bytes()
+    base_config = json.loads((tiny_remote / "config.json").read_text())
+    merged_config = json.loads((merged_dir / "config.json").read_text())
+    assert _as_read(merged_config) == _as_read(base_config)  # read alike under transformers 4.45 and 5
+    assert {k: v for k, v in merged_config.items() if k not in ("torch_dtype", "dtype")} == {
+        k: v for k, v in base_config.items() if k not in ("torch_dtype", "dtype")}
     processor = REMOTE.processor(merged_dir)  # the merged folder loads on its own
     merged = REMOTE.model(merged_dir).eval()
     with_adapter = load_with_adapter(REMOTE, tiny_remote, tmp_path / "adapter").eval()

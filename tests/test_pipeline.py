@@ -30,7 +30,7 @@ def project(tmp_path_factory) -> Path:
 def test_repro_then_nothing_to_do(project):
     first = run("dvc", "repro", cwd=project)
     assert set(stages_run(first)) == {"fetch@demo", "organise@demo", "fetch_benchmark", "build_ddqa", "fetch_model",
-                                      "train_lora", "merge", "evaluate@base", "evaluate@tuned", "compare"}
+                                      "train_lora", "merge", "evaluate@base", "evaluate@tuned", "compare", "report"}
     assert (project / "data/ddqa/train.jsonl").stat().st_size > 0
     assert (project / "data/organised/demo/manifest.jsonl").is_file()
     assert (project / "data/benchmark/mmad.json").is_file()
@@ -61,20 +61,21 @@ def test_editing_code_evaluate_runs_marks_only_the_stages_that_run_it(project):
     finally:
         scoring.write_text(original)
     changed = {line.strip().rstrip(":") for line in status.splitlines() if line and not line.startswith("\t")}
-    assert changed == {"evaluate@base", "evaluate@tuned", "compare"}, status
+    assert changed == {"evaluate@base", "evaluate@tuned", "compare", "report"}, status
     assert "up to date" in run("dvc", "status", cwd=project)
 
 
 def test_one_param_reruns_only_its_stage(project):
     set_param(project, "train.learning_rate", 0.002)
-    assert stages_run(run("dvc", "repro", cwd=project)) == ["train_lora", "merge", "evaluate@tuned", "compare"]
+    assert stages_run(run("dvc", "repro", cwd=project)) == ["train_lora", "merge", "evaluate@tuned", "compare",
+                                                          "report"]
     set_param(project, "ddqa.seed", 7)  # new options: every later stage would be affected
     assert stages_run(run("dvc", "repro", "build_ddqa", cwd=project)) == ["build_ddqa"]
     set_param(project, "ddqa.seed", 0)  # back: DVC's run cache restores the outputs, nothing runs
     assert stages_run(run("dvc", "repro", cwd=project)) == []
     set_param(project, "benchmark.demo.normal_per_product", 3)
     assert set(stages_run(run("dvc", "repro", cwd=project))) == {"fetch_benchmark", "evaluate@base", "evaluate@tuned",
-                                                                 "compare"}
+                                                                 "compare", "report"}
     set_param(project, "sources.demo.organise.on_bad_sample", "skip")
     assert stages_run(run("dvc", "repro", cwd=project)) == ["organise@demo"]  # same output: ddqa stays
     run("git", "add", "-A", cwd=project)

@@ -10,7 +10,9 @@ import pytest
 from dvc_project import commit_all, make_project, run, set_param, stages_run
 from fake_hub import HubState, serve
 from native import (
+    BSDATA_HEAD,
     BSDATA_SAMPLE,
+    github_archive,
     make_bsdata_repository,
     make_mmad_files,
     make_prreal,
@@ -24,7 +26,7 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not BSDATA_SAMPLE.is_dir(), reason=f"{BSDATA_SAMPLE} (the real BSData sample) is not here")]
 HUB_COMMIT = "1" * 40
 MMAD_COMMIT = "2" * 40
-BSDATA_COMMIT = "3" * 40
+BSDATA_COMMIT = BSDATA_HEAD
 TOKEN = "hf_NotARealTokenButSecretAnyway"
 SOURCES = ["bsdata", "realiad", "vision", "prreal"]
 
@@ -34,8 +36,8 @@ def hub(tmp_path_factory, demo_benchmark):
     """The sources' archives, laid out as GitHub, the Hub and Google Drive serve them."""
     work = tmp_path_factory.mktemp("native")
     state = HubState(commits={"main": HUB_COMMIT, "refs/pr/1": MMAD_COMMIT})
-    bsdata = make_bsdata_repository(work / "bsdata")
-    state.files[f"/2Obe/BSData/archive/{BSDATA_COMMIT}.zip"] = zip_folder(bsdata, prefix=f"BSData-{BSDATA_COMMIT}/")
+    bsdata = make_bsdata_repository(work / "bsdata", BSDATA_COMMIT)
+    state.files[f"/2Obe/BSData/archive/{BSDATA_COMMIT}.zip"] = github_archive(bsdata, "BSData", BSDATA_COMMIT)
     realiad = make_realiad(work / "realiad")
     state.add_repo("dataset", "Real-IAD/Real-IAD", {
         "realiad_jsons.zip": zip_folder(realiad / "realiad_jsons", prefix="realiad_jsons/"),
@@ -87,13 +89,15 @@ def test_one_params_change_builds_ddqa_from_every_real_source(project, hub, tmp_
     assert [f["name"] for f in benchmark] == ["ALL_DATA.zip", "domain_knowledge.json", "mmad.json"]
     assert {f["revision"] for f in benchmark} == {MMAD_COMMIT}
     assert not list((project / "data/raw/bsdata").glob("saved_model"))  # only the dataset is kept
+    # keep_archives: false (the default): the verified archives are gone once unpacked
+    assert not [path for path in (tmp_path / "downloads").rglob("*") if path.is_file()]
     # the token went to the Hub and nowhere else: not into outputs, the lock file or the logs
     assert f"Bearer {TOKEN}" in state.authorizations
     written = [p for folder in ("data", "metrics") for p in (project / folder).rglob("*") if p.is_file()]
     for path in [*written, project / "dvc.lock", project / "params.yaml"]:
         assert TOKEN.encode() not in path.read_bytes(), path
     assert TOKEN not in output
-    # nothing changed: nothing runs and nothing is downloaded again
+    # nothing changed: nothing runs and nothing is downloaded again, though the archives are gone
     state.requests.clear()
     again = run("dvc", "exp", "run", *settings, "build_ddqa", "fetch_benchmark", cwd=project, env=env)
     assert stages_run(again) == []

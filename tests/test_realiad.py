@@ -2,10 +2,11 @@
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import params
+from conftest import params, shares_blocks
 from native import make_realiad
 from PIL import Image
 
@@ -53,3 +54,27 @@ def test_bad_native_data(tmp_path):
     assert report["skipped"] == 1 and report["samples"] == 14
     with pytest.raises(LayoutError, match="realiad_jsons/ is missing"):
         _organise(tmp_path, tmp_path / "e")
+
+
+def test_images_and_binary_masks_are_placed_not_rewritten(tmp_path):
+    raw = make_realiad(tmp_path / "raw")
+    grey = next((raw / "audiojack/NG/ZW/S0058").glob("*C1*.png"))
+    mask = np.zeros((24, 32), dtype=np.uint8)
+    mask[4:9, 10:20] = 128  # a grey mask: thresholded and re-encoded, not taken as it is
+    Image.fromarray(mask).save(grey)
+    _organise(raw, tmp_path / "out")
+    for sample in read_manifest(tmp_path / "out"):
+        native = next(raw.rglob(Path(sample.image).name))
+        assert Path(sample.image).read_bytes() == native.read_bytes() and shares_blocks(sample.image, native)
+        if sample.mask:
+            source = native.with_suffix(".png")
+            assert shares_blocks(sample.mask, source) == (source != grey), sample.mask
+            assert np.array_equal(np.asarray(Image.open(sample.mask)) > 127, np.asarray(Image.open(source)) > 127)
+
+
+def test_official_split_is_the_json_files_train_and_test(tmp_path):
+    raw = make_realiad(tmp_path / "raw")
+    _organise(raw, tmp_path / "out")
+    data = json.loads((raw / "realiad_jsons/audiojack.json").read_text())
+    splits = {Path(s.image).stem: s.split for s in read_manifest(tmp_path / "out")}
+    assert splits == {Path(e["image_path"]).stem: split for split in ("train", "test") for e in data[split]}

@@ -14,7 +14,7 @@ from pycocotools.coco import COCO
 from eiad.data.layout import read_manifest
 from eiad.errors import BadSampleError, ConfigError, DataError, LayoutError
 from eiad.sources import get_source
-from eiad.sources.vision import defect_names
+from eiad.sources.vision import defect_names, photo_group
 
 VISION = get_source("vision")
 # pycocotools' Cython decoder predates numpy 2's __array__(copy=) protocol; harmless, and outside
@@ -43,9 +43,11 @@ def test_counts_classes_defects_and_groups(raw, tmp_path):
     assert report["normal"] == 0 and report["skipped"] == 0
     samples = read_manifest(tmp_path / "out")
     assert {s.cls for s in samples} == {"Casting", "Cylinder"} and {s.dataset for s in samples} == {"VISION"}
-    assert Counter(s.group for s in samples) == {"Casting-train_000001": 1, "Casting-train_000002_jpg.rf.3f9c1a": 2,
+    assert Counter(s.group for s in samples) == {"Casting-train_000001": 1, "Casting-000002": 2,
                                                  "Casting-val_000001": 1, "Cylinder-train_cyl_a": 1,
                                                  "Cylinder-val_cyl_b": 1}
+    # the official split is the folders': train trains, val tests
+    assert {Path(s.image).name.split("_")[0]: s.split for s in samples} == {"train": "train", "val": "test"}
     names = sorted(s.image.split("/out/", 1)[1] for s in samples)
     assert "Casting/NG/inclusion/image/train_000002_jpg.rf.3f9c1a__inclusion.jpg" in names
     assert "Casting/NG/shrinkage/image/train_000002_jpg.rf.3f9c1a__shrinkage.jpg" in names
@@ -55,6 +57,13 @@ def test_counts_classes_defects_and_groups(raw, tmp_path):
     for sample in samples:
         split, stem = Path(sample.image).stem.split("__")[0].split("_", 1)
         assert Path(sample.image).read_bytes() == (raw / sample.cls / split / f"{stem}.jpg").read_bytes()
+
+
+def test_roboflow_copies_of_one_photograph_share_a_group_across_splits():
+    assert photo_group("PCB_1", "train", "01_jpg.rf.3f9c1a.jpg") == photo_group("PCB_1", "val", "01_jpg.rf.77e0b2.jpg")
+    assert photo_group("PCB_1", "train", "01_jpg.rf.3f9c1a.jpg") != photo_group("PCB_1", "train", "02_jpg.rf.3f9c1a.jpg")
+    # plain names say nothing about the photograph: train/000001.jpg and val/000001.jpg stay apart
+    assert photo_group("Casting", "train", "000001.jpg") != photo_group("Casting", "val", "000001.jpg")
 
 
 def _reference_masks(raw: Path, subset: str, split: str) -> dict[tuple[str, str], np.ndarray]:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
-from eiad.data.download import download, extract, sha256_of
+from eiad.data.download import download, extract, forget, verified_sha256
 from eiad.data.hub import HubRepo, hub_errors, is_commit
 from eiad.errors import DataError, EiadError
 from eiad.io import atomic_write_json
@@ -61,7 +61,7 @@ def fetch_url(url: str, name: str, sha256: str = "", revision: str = "") -> tupl
     if sha256 and not _SHA256.fullmatch(sha256):
         raise EiadError(f"sha256 for {name} must be 64 lower-case hex digits, got {sha256!r}")
     path = download(url, downloads_dir() / name, sha256 or None)
-    digest = sha256 or sha256_of(path)
+    digest = sha256 or verified_sha256(path)
     if not sha256:
         log.warning("%s is not checksum-pinned; to pin it, set its sha256 param to %s", name, digest)
     return path, FetchedFile(name, url, revision, digest, path.stat().st_size)
@@ -89,7 +89,7 @@ def hub_file(repo: HubRepo, filename: str, sha256: str = "") -> tuple[Path, Fetc
 
     local = downloads_dir() / "hf" / repo.repo_type / repo.repo_id
     if is_commit(repo.revision) and (path := local / repo.revision / filename).is_file():
-        digest = sha256_of(path)  # verified when it was downloaded; checked again against a pin
+        digest = verified_sha256(path)  # hashed when it was downloaded; checked again against a pin
         if sha256 and digest != sha256:
             raise DataError(path, f"checksum mismatch: expected sha256 {sha256}, got {digest}; delete it and fetch again")
         return path, _record(repo, filename, repo.revision, path, digest)
@@ -109,7 +109,7 @@ def hub_file(repo: HubRepo, filename: str, sha256: str = "") -> tuple[Path, Fetc
     same_host = urlsplit(metadata.location).netloc == urlsplit(url).netloc
     headers = build_hf_headers() if same_host else {}
     path = download(metadata.location, dest, sha256 or stated or None, headers=headers)
-    return path, _record(repo, filename, str(metadata.commit_hash), path, sha256 or stated or sha256_of(path))
+    return path, _record(repo, filename, str(metadata.commit_hash), path, sha256 or stated or verified_sha256(path))
 
 
 def _record(repo: HubRepo, filename: str, commit: str, path: Path, digest: str) -> FetchedFile:
@@ -117,15 +117,29 @@ def _record(repo: HubRepo, filename: str, commit: str, path: Path, digest: str) 
     return FetchedFile(filename, origin, commit, digest, path.stat().st_size)
 
 
-def fetch_hub_archives(repo: HubRepo, archives: dict[str, str], dest: Path, what: str) -> None:
-    """Each archive of ``repo`` (its path -> a folder name) unpacked into ``dest``, all recorded in fetch.json."""
+def fetch_hub_archives(repo: HubRepo, archives: dict[str, str], dest: Path, what: str, keep_archives: bool) -> None:
+    """Each archive of ``repo`` (its path -> a folder name) unpacked into ``dest``, all recorded in
+    fetch.json; the archives are then deleted unless ``keep_archives``."""
     repo.warn_if_unpinned()
-    records = []
+    records, paths = [], []
     for filename, folder in tqdm(archives.items(), desc=f"{what}: fetching", unit="archive"):
         archive, record = hub_file(repo, filename)
         unpack(archive, dest, folder)
         records.append(record)
+        paths.append(archive)
     write_record(dest, records)
+    discard_downloads(paths, keep_archives)
+
+
+def discard_downloads(paths: list[Path], keep: bool) -> None:
+    """After a fetch verified and unpacked them, delete the downloads (unless ``keep``): the
+    fetched folder and its fetch.json are what DVC tracks, so a no-op repro never needs them,
+    and a changed fetch downloads them again."""
+    if keep:
+        return
+    for path in paths:
+        forget(path)
+    log.info("deleted %d verified download(s) from %s (keep_archives: true keeps them)", len(paths), downloads_dir())
 
 
 def unpack(archive: Path, dest: Path, name: str) -> Path:

@@ -1,31 +1,45 @@
-"""Building DDQA from organised samples: records per task, the held-out split, files and counts."""
+"""Building DDQA from organised samples: records per task, the held-out split, files and counts.
+
+Records are written as they are built (a record is a few hundred bytes, and Real-IAD alone has
+151k images), so memory holds the samples and the counts, never the records.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from tqdm import tqdm
 
-from eiad.data.layout import OK, Sample
+from eiad.data.layout import OK, Sample, Split
 from eiad.ddqa.records import make_record
 from eiad.ddqa.tasks import TASKS, Context, Geometry
 from eiad.errors import ConfigError
-from eiad.io import atomic_directory, atomic_write_json, jsonl_text
+from eiad.io import atomic_directory, atomic_write_json
 from eiad.params import Params
 from eiad.questions import readable
 from eiad.seeding import stable_random
+
+log = logging.getLogger(__name__)
+SPLITS: tuple[Split, ...] = ("train", "test")
+Record = tuple[Split, str, dict[str, Any]]  # split, task, the record
 
 
 @dataclass(frozen=True)
 class DDQAConfig(Params):
     seed: int
     tasks: tuple[str, ...]
-    test_ratio: float  # share of groups held out per (dataset, class, defect)
+    # grouped: whole split groups held out (test_ratio of them per stratum); official: the sources' own split
+    split: Literal["grouped", "official"]
+    test_ratio: float  # share of groups held out per (dataset, class, defect), for split: grouped
     shuffle_options: bool  # false keeps the EIAD figure's order (No/Yes, grid, vocabulary)
     num_options: int  # DC and RDL: the answer and up to num_options - 1 distractors
     dfm_min_area: float  # DFM boxes: smallest component kept, as a fraction of the image
@@ -65,6 +79,35 @@ def split_test_groups(samples: list[Sample], test_ratio: float, seed: int) -> se
     return test
 
 
+def official_test_images(samples: list[Sample]) -> set[str]:
+    """The images each source's own split puts in its test set (its unassigned images train).
+
+    Every dataset must ship a split. Groups the official split cuts through are counted in a
+    warning: their near-duplicate images on both sides inflate test scores.
+    """
+    without = sorted({s.dataset for s in samples} - {s.dataset for s in samples if s.split is not None})
+    if without:
+        raise ConfigError(f"ddqa.split: official takes each source's own split, but {', '.join(without)} ships "
+                          "none; use ddqa.split: grouped")
+    sides: dict[str, set[bool]] = defaultdict(set)
+    for sample in samples:
+        sides[sample.group].add(sample.split == "test")
+    cut = sorted(group for group, side in sides.items() if len(side) == 2)
+    if cut:
+        log.warning("the official split puts images of %d of %d split groups on both sides (e.g. %s): their "
+                    "near-duplicates inflate the test scores; ddqa.split: grouped keeps each group on one side",
+                    len(cut), len(sides), ", ".join(cut[:3]))
+    return {s.image for s in samples if s.split == "test"}
+
+
+def test_images(samples: list[Sample], config: DDQAConfig) -> set[str]:
+    """The images of the test split, as ``ddqa.split`` decides."""
+    if config.split == "official":
+        return official_test_images(samples)
+    groups = split_test_groups(samples, config.test_ratio, config.seed)
+    return {s.image for s in samples if s.group in groups}
+
+
 def _geometries(samples: list[Sample]) -> Iterator[tuple[Sample, Geometry | None]]:
     for sample in tqdm(samples, desc="build_ddqa: reading masks", unit="image"):
         if sample.is_defective and sample.mask is not None:
@@ -73,10 +116,8 @@ def _geometries(samples: list[Sample]) -> Iterator[tuple[Sample, Geometry | None
             yield sample, None
 
 
-def build_records(
-    samples: list[Sample], config: DDQAConfig
-) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], Counter[str]]:
-    """Records per split ("train"/"test") and task, and the count of skipped records."""
+def build_records(samples: list[Sample], config: DDQAConfig, skipped: Counter[str]) -> Iterator[Record]:
+    """Every record with its split and task, in file order; records not built are counted in ``skipped``."""
     vocabulary: dict[str, set[str]] = {sample.dataset: set() for sample in samples}
     for sample in samples:
         if sample.is_defective:
@@ -85,56 +126,70 @@ def build_records(
         config=config,
         vocabulary={name: sorted(names) for name, names in vocabulary.items()},
         pool=sorted(set().union(*vocabulary.values())),
-        skipped=Counter(),
+        skipped=skipped,
     )
-    test_groups = split_test_groups(samples, config.test_ratio, config.seed)
+    test = test_images(samples, config)
     ordered = sorted(samples, key=lambda s: (s.dataset, s.cls, s.defect, s.image))
-    records: dict[str, dict[str, list[dict[str, Any]]]] = {
-        split: {task: [] for task in config.tasks} for split in ("train", "test")
-    }
     for sample, geometry in _geometries(ordered):
-        split = "test" if sample.group in test_groups else "train"
+        split: Split = "test" if sample.image in test else "train"
         for name in config.tasks:
             task = TASKS[name]
             if task.defective_only and not sample.is_defective:
                 continue
             built = task.build(task, sample, geometry, ctx)
             if built is not None:
-                records[split][name].append(make_record(name, sample, *built))
-    return records, ctx.skipped
+                yield split, name, make_record(name, sample, *built)
 
 
-def summarise(records: dict[str, dict[str, list[dict[str, Any]]]], skipped: Counter[str]) -> dict[str, Any]:
-    """Counts per split and task, and per split, task, dataset, class and defect."""
-    detail: dict[str, Any] = {}
-    for split, tasks in records.items():
-        for task, rows in tasks.items():
-            node = detail.setdefault(split, {}).setdefault(task, {})
-            for row in rows:
-                by_class = node.setdefault(row["source_dataset"], {}).setdefault(row["class"], {})
-                by_class[row["defect"]] = by_class.get(row["defect"], 0) + 1
-    return {
-        "records": {split: {task: len(rows) for task, rows in tasks.items()} for split, tasks in records.items()},
-        "images": {split: len({r["images"][0] for rows in tasks.values() for r in rows})
-                   for split, tasks in records.items()},
-        "skipped": dict(sorted(skipped.items())),
-        "by_label": _sorted_tree(detail),
-    }
+class DDQACounts:
+    """What was written: records per split and task, images per split, records per label."""
+
+    def __init__(self, tasks: tuple[str, ...]) -> None:
+        self.tasks = tasks
+        self.records: Counter[tuple[str, str]] = Counter()
+        self.images: dict[str, set[str]] = {split: set() for split in SPLITS}
+        self.by_label: Counter[tuple[str, str, str, str, str]] = Counter()
+
+    def add(self, split: Split, task: str, record: dict[str, Any]) -> None:
+        self.records[split, task] += 1
+        self.images[split].add(record["images"][0])
+        self.by_label[split, task, record["source_dataset"], record["class"], record["defect"]] += 1
+
+    def summary(self, skipped: Counter[str]) -> dict[str, Any]:
+        """Counts per split and task, and per split, task, dataset, class and defect."""
+        detail: dict[str, Any] = {split: {task: {} for task in self.tasks} for split in SPLITS}
+        for (split, task, dataset, cls, defect), count in self.by_label.items():
+            detail[split][task].setdefault(dataset, {}).setdefault(cls, {})[defect] = count
+        return {
+            "records": {split: {task: self.records[split, task] for task in self.tasks} for split in SPLITS},
+            "images": {split: len(images) for split, images in self.images.items()},
+            "skipped": dict(sorted(skipped.items())),
+            "by_label": _sorted_tree(detail),
+        }
 
 
 def _sorted_tree(node: Any) -> Any:
     return {k: _sorted_tree(v) for k, v in sorted(node.items())} if isinstance(node, dict) else node
 
 
-def write_ddqa(records: dict[str, dict[str, list[dict[str, Any]]]], out: Path) -> None:
-    """``Task_*.jsonl`` and ``train.jsonl`` (train split), ``test/Task_*.jsonl`` and ``test.jsonl``."""
-    with atomic_directory(out) as staging:
-        for split, folder, combined in (("train", staging, "train.jsonl"), ("test", staging / "test", "test.jsonl")):
-            folder.mkdir(exist_ok=True)
-            texts = {task: jsonl_text(rows) for task, rows in records[split].items()}
-            for task, text in texts.items():
-                (folder / TASKS[task].file).write_text(text, encoding="utf-8")
-            (staging / combined).write_text("".join(texts.values()), encoding="utf-8")
+def write_ddqa(records: Iterable[Record], folder: Path, tasks: tuple[str, ...]) -> DDQACounts:
+    """Each record into its split's ``Task_*.jsonl`` as it comes (train in ``folder``, test in
+    ``folder/test``), then ``train.jsonl`` and ``test.jsonl``: each split's task files in task order."""
+    paths = {(split, task): (folder if split == "train" else folder / "test") / TASKS[task].file
+             for split in SPLITS for task in tasks}
+    (folder / "test").mkdir(exist_ok=True)
+    counts = DDQACounts(tasks)
+    with ExitStack() as stack:
+        files = {key: stack.enter_context(path.open("w", encoding="utf-8")) for key, path in paths.items()}
+        for split, task, record in records:
+            files[split, task].write(json.dumps(record, ensure_ascii=False) + "\n")
+            counts.add(split, task, record)
+    for split, combined in (("train", folder / "train.jsonl"), ("test", folder / "test.jsonl")):
+        with combined.open("wb") as out:
+            for task in tasks:
+                with paths[split, task].open("rb") as part:
+                    shutil.copyfileobj(part, out)
+    return counts
 
 
 def build_ddqa(samples: Iterable[Sample], out: Path, summary: Path, config: DDQAConfig) -> dict[str, Any]:
@@ -143,10 +198,8 @@ def build_ddqa(samples: Iterable[Sample], out: Path, summary: Path, config: DDQA
     Image paths in the records are the samples' paths as read (relative to the working
     directory when the manifests were read from a relative folder).
     """
-    records, skipped = build_records(list(samples), config)
-    write_ddqa(records, out)
-    counts = summarise(records, skipped)
+    skipped: Counter[str] = Counter()
+    with atomic_directory(out) as staging:
+        counts = write_ddqa(build_records(list(samples), config, skipped), staging, config.tasks).summary(skipped)
     atomic_write_json(summary, counts)
     return counts
-
-

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from eiad.data.layout import LayoutWriter, NativeSample, OrganiseParams, OrganiseReport
+from eiad.data.layout import NativeSample, OrganiseParams, OrganiseReport
+from eiad.data.organise import LayoutWriter
+from eiad.data.parallel import worker_count
 from eiad.errors import ConfigError
 from eiad.params import Params
 
@@ -45,10 +45,7 @@ class Source:
     def organise(self, params: dict[str, Any], raw: Path, dest: Path) -> OrganiseReport:
         """Turn the native data in ``raw`` into the unified layout in the empty folder ``dest``."""
         config = self.parse_params(self.organise_params, params, f"sources.{self.key}.organise")
-        writer = LayoutWriter(dest, self.name, config.on_bad_sample)
-        for sample in tqdm(self.catalogue(config, raw), desc=f"{self.name}: organising", unit="image"):
-            writer.add(sample)
-        return writer.finish()
+        return LayoutWriter(dest, self.name, config.on_bad_sample, worker_count()).write(self.catalogue(config, raw))
 
     def fetch_benchmark(self, params: dict[str, Any], dest: Path) -> None:
         """Download or generate an MMAD-format benchmark into the empty folder ``dest``."""

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from eiad.benchmark.mmad import benchmark_entry, conversation_item, write_benchmark
 from eiad.data.geometry import GRID_CELLS, grid_cell, regions
-from eiad.data.images import encode_mask_png, read_mask
+from eiad.data.images import MaskFile, encode_mask_png
 from eiad.data.layout import NativeSample, OrganiseParams, check_name
 from eiad.errors import ConfigError, DataError, LayoutError
 from eiad.io import atomic_write_json
@@ -145,9 +145,9 @@ class DemoSource(Source):
                 samples.append(NativeSample(entry["product"], None, stem, image, None, entry["part"]))
             else:
                 label = raw / entry["label"]
+                # label maps: 1 marks a defect pixel
                 samples.append(NativeSample(entry["product"], entry["defect"], stem, image,
-                                            lambda width, height, label=label: read_mask(label, threshold=0),
-                                            entry["part"]))
+                                            MaskFile(label, threshold=0), entry["part"]))
         return samples
 
     # --- benchmark: held-out images as an MMAD-format benchmark ----------------------------

@@ -9,11 +9,12 @@ mask and template that ``mmad.json`` references is present.
 
 from __future__ import annotations
 
-import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from eiad.benchmark.mmad import BENCHMARK_FILE, load_benchmark, missing_references
-from eiad.data.fetching import hub_file, unpack, write_record
+from eiad.data.fetching import discard_downloads, hub_file, unpack, write_record
+from eiad.data.files import place
 from eiad.data.hub import HubParams
 from eiad.errors import DataError
 from eiad.sources import Source
@@ -30,21 +31,30 @@ def report_missing(root: Path) -> None:
         raise DataError(root / BENCHMARK_FILE, f"references files that {IMAGES} did not provide: {summary}")
 
 
+@dataclass(frozen=True)
+class MMADParams(HubParams):
+    """``benchmark.mmad``: revision refs/pr/1 is where the EIAD README takes ALL_DATA.zip from."""
+
+    keep_archives: bool  # keep the verified downloads (ALL_DATA.zip, the JSON files) after the fetch
+
+
 class MMADSource(Source):
     key = "mmad"
     name = "MMAD"
-    benchmark_params = HubParams  # revision refs/pr/1: where the EIAD README takes ALL_DATA.zip from
+    benchmark_params = MMADParams
 
-    def download_benchmark(self, config: HubParams, dest: Path) -> None:
+    def download_benchmark(self, config: MMADParams, dest: Path) -> None:
         repo = config.repo()
         repo.warn_if_unpinned()
-        records = []
+        records, downloads = [], []
         for name in JSON_FILES:
             path, record = hub_file(repo, name)
-            shutil.copyfile(path, dest / name)
+            place(path, dest / name)
             records.append(record)
+            downloads.append(path)
         archive, record = hub_file(repo, IMAGES)
         records.append(record)
+        downloads.append(archive)
         images = unpack(archive, dest, ".images")
         for entry in images.iterdir():  # the datasets' folders, next to mmad.json
             entry.rename(dest / entry.name)
@@ -52,6 +62,7 @@ class MMADSource(Source):
         load_benchmark(dest)  # schema check before the (long) existence check
         report_missing(dest)
         write_record(dest, records)
+        discard_downloads(downloads, config.keep_archives)
 
 
 SOURCE = MMADSource()

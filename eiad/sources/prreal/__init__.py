@@ -3,7 +3,7 @@
 PR-REAL's native layout and origin could not be established from public material, so it is
 not guessed at: the organiser accepts the archive only when it already holds the unified
 layout (optionally inside one wrapping folder), validates it strictly and copies it through
-the same writer as every other source (so masks are re-encoded as 0/255 PNG and counted)::
+the same writer as every other source (so masks that are not 0/255 PNGs are re-encoded, and all counted)::
 
     <CLASS>/OK/image/<stem>.<ext>                normal images
     <CLASS>/NG/<defect>/image/<stem>.<ext>       defective images
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eiad.data.download import extract
-from eiad.data.fetching import RECORD, fetch_url, write_record
-from eiad.data.images import read_mask
+from eiad.data.fetching import RECORD, discard_downloads, fetch_url, write_record
+from eiad.data.images import MaskFile
 from eiad.data.layout import OK, NativeSample, OrganiseParams, check_name
 from eiad.errors import LayoutError
 from eiad.params import Params
@@ -40,6 +40,7 @@ class PRRealFetchParams(Params):
     # Google Drive's direct-download form of the file EIAD links (confirm=t skips the virus-scan page)
     url: str
     sha256: str  # no checksum is published: pin the one fetch.json records after a first download
+    keep_archives: bool  # keep the verified archive in the downloads folder after unpacking it
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class PRRealSource(Source):
         # extracted as it is: a wrapping folder is told from a class folder when organising
         extract(archive, dest)
         write_record(dest, [record])
+        discard_downloads([archive], config.keep_archives)
 
     def catalogue(self, config: PRRealOrganiseParams, raw: Path) -> list[NativeSample]:
         root = layout_root(raw)
@@ -121,8 +123,7 @@ def _defect_samples(cls: str, defect: Path, threshold: int) -> list[NativeSample
     images, masks = _images(defect / "image"), _images(defect / "mask")
     unpaired = sorted(set(images) ^ set(masks))
     _expect(defect, not unpaired, f"images and masks do not pair up by stem: {unpaired[:5]}")
-    return [NativeSample(cls, defect.name, stem, image,
-                         lambda width, height, mask=masks[stem]: read_mask(mask, threshold),
+    return [NativeSample(cls, defect.name, stem, image, MaskFile(masks[stem], threshold),
                          group=f"{cls}-{defect.name}-{stem}")
             for stem, image in sorted(images.items())]
 

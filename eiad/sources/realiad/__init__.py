@@ -12,7 +12,9 @@ at the chosen resolution (256, 512, 1024 or raw). Native layout after unpacking:
 The JSON files decide, never the folders: about 27k images under ``NG/`` carry
 ``anomaly_class: "OK"`` (a view where the defect is not visible) and are normal. The five
 camera views of one physical sample (``<cat>_<NNNN>``) share a group, so a split never
-separates them. Masks are PNG but are thresholded like any other.
+separates them; the JSON files' ``train`` and ``test`` lists are the official split
+(``ddqa.split: official``). Masks are PNG but are thresholded like any other (and placed as
+they are when they already are 0/255).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from typing import Any, Literal
 
 from eiad.data.fetching import fetch_hub_archives
 from eiad.data.hub import HubParams
-from eiad.data.images import read_mask
-from eiad.data.layout import NativeSample, OrganiseParams
+from eiad.data.images import ORGANISED_THRESHOLD, MaskFile
+from eiad.data.layout import NativeSample, OrganiseParams, Split
 from eiad.errors import ConfigError, DataError, LayoutError
 from eiad.sources import Source
 
@@ -47,6 +49,7 @@ CATEGORIES = (
     "sim_card_set", "switch", "tape", "terminalblock", "toothbrush", "toy", "toy_brick", "transistor1", "u_block",
     "usb", "usb_adaptor", "vcpill", "wooden_beads", "woodstick", "zipper",
 )
+SPLITS: tuple[Split, ...] = ("train", "test")  # the JSON files' lists: Real-IAD's official split
 _SAMPLE = re.compile(r"^(?P<sample>.+?_\d{4})_(OK|NG)")
 
 
@@ -54,6 +57,7 @@ _SAMPLE = re.compile(r"^(?P<sample>.+?_\d{4})_(OK|NG)")
 class RealIADFetchParams(HubParams):
     resolution: Literal["256", "512", "1024", "raw"]
     categories: tuple[str, ...]  # empty: all 30
+    keep_archives: bool  # keep the verified archives in the downloads folder after unpacking them
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.categories) - set(CATEGORIES))
@@ -73,12 +77,12 @@ def _group(category: str, image_path: str, where: Path) -> str:
     return f"{category}-{match['sample']}"
 
 
-def _samples(json_file: Path) -> tuple[str, str, list[dict[str, Any]]]:
-    """The category's path prefix, its normal class name and every sample of both splits."""
+def _samples(json_file: Path) -> tuple[str, str, list[tuple[Split, dict[str, Any]]]]:
+    """The category's path prefix, its normal class name and every sample with its official split."""
     try:
         data = json.loads(json_file.read_text(encoding="utf-8"))
         prefix, normal = data["meta"]["prefix"], data["meta"].get("normal_class", "OK")
-        samples = [*data.get("train", []), *data.get("test", [])]
+        samples = [(split, entry) for split in SPLITS for entry in data.get(split, [])]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise DataError(json_file, f"is not a Real-IAD category file (meta.prefix, train, test): {err}") from err
     return prefix, normal, samples
@@ -93,7 +97,7 @@ class RealIADSource(Source):
     def download(self, config: RealIADFetchParams, dest: Path) -> None:
         archives = {"realiad_jsons.zip": "realiad_jsons"}
         archives.update({f"realiad_{config.resolution}/{c}.zip": c for c in config.categories or CATEGORIES})
-        fetch_hub_archives(config.repo(), archives, dest, self.name)
+        fetch_hub_archives(config.repo(), archives, dest, self.name, config.keep_archives)
 
     def catalogue(self, config: RealIADOrganiseParams, raw: Path) -> list[NativeSample]:
         jsons = raw / "realiad_jsons"
@@ -114,22 +118,23 @@ class RealIADSource(Source):
             json_file = jsons / f"{category}.json"
             prefix, normal, entries = _samples(json_file)
             root = raw / prefix.rstrip("/")
-            samples.extend(_native(root, category, normal, entry, json_file) for entry in entries)
+            samples.extend(_native(root, category, normal, split, entry, json_file) for split, entry in entries)
         return samples
 
 
-def _native(root: Path, category: str, normal: str, sample: dict[str, Any], json_file: Path) -> NativeSample:
+def _native(root: Path, category: str, normal: str, split: Split, sample: dict[str, Any],
+            json_file: Path) -> NativeSample:
     image = root / sample["image_path"]
     stem = Path(sample["image_path"]).stem
     group = _group(category, sample["image_path"], json_file)
     if sample.get("anomaly_class") == normal or not sample.get("mask_path"):
-        return NativeSample(category, None, stem, image, None, group)
+        return NativeSample(category, None, stem, image, None, group, split)
     code = sample["anomaly_class"]
     if code not in DEFECT_CODES:
         raise DataError(json_file, f"unknown Real-IAD defect code {code!r} for {sample['image_path']}; "
                                    f"known: {sorted(DEFECT_CODES)}")
-    mask = root / sample["mask_path"]
-    return NativeSample(category, DEFECT_CODES[code], stem, image, lambda width, height: read_mask(mask), group)
+    mask = MaskFile(root / sample["mask_path"], ORGANISED_THRESHOLD)
+    return NativeSample(category, DEFECT_CODES[code], stem, image, mask, group, split)
 
 
 SOURCE = RealIADSource()

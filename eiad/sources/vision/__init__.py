@@ -15,7 +15,11 @@ names through ``classes.json`` beside this module (data, not code); a class miss
 Masks are decoded exactly as the COCO tools do (pycocotools ``frPyObjects`` + ``decode``, as
 ``COCO.annToMask``), every annotation of one defect class in an image unioned into one mask.
 An image with annotations of several classes gives one sample per class, its stem suffixed
-``__<defect>``, all in the image's group. Roboflow's placeholder category (named after the
+``__<defect>``, all in the image's group. Groups follow what the file names allow: Roboflow names
+the copies it derives from one photograph (augmentations) ``<original>_<ext>.rf.<hash>.<ext>``,
+and those near-duplicates share a group across splits; any other image is its own group. The
+official split (``ddqa.split: official``) is the folders': ``train`` trains, ``val`` tests.
+Roboflow's placeholder category (named after the
 project, supercategory ``none``, the parent of every real category) is recognised from the
 file's ``categories``, never by id. Images without annotation are not certified defect-free:
 ``unannotated`` decides whether they become ``<Name>/OK`` or are left out.
@@ -24,8 +28,9 @@ file's ``categories``, never by id. Images without annotation are not certified 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +39,7 @@ from pycocotools import mask as coco_rle
 
 from eiad.data.fetching import fetch_hub_archives
 from eiad.data.hub import HubParams
-from eiad.data.layout import NativeSample, OrganiseParams, check_name
+from eiad.data.layout import NativeSample, OrganiseParams, Split, check_name
 from eiad.errors import BadSampleError, ConfigError, DataError, LayoutError
 from eiad.sources import Source
 
@@ -43,7 +48,10 @@ ANNOTATIONS = "_annotations.coco.json"
 NATIVE_SPLITS = ("train", "val", "inference")
 PLACEHOLDER = None  # marks Roboflow's placeholder category in a category map
 
-Split = Literal["train", "val"]
+SplitFolder = Literal["train", "val"]
+OFFICIAL_SPLIT: dict[str, Split] = {"train": "train", "val": "test"}
+# Roboflow's name for a copy derived from an uploaded photograph: <original>_<ext>.rf.<hash>.<ext>
+_ROBOFLOW_COPY = re.compile(r"(?P<original>.+)_(?:jpe?g|png|bmp)\.rf\.[0-9a-fA-F]+\.\w+", re.IGNORECASE)
 
 
 @cache
@@ -59,6 +67,7 @@ def defect_names() -> dict[str, dict[str, str]]:
 @dataclass(frozen=True)
 class VisionFetchParams(HubParams):
     subsets: tuple[str, ...]  # empty: all 14
+    keep_archives: bool  # keep the verified archives in the downloads folder after unpacking them
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.subsets) - set(defect_names()))
@@ -69,7 +78,7 @@ class VisionFetchParams(HubParams):
 @dataclass(frozen=True)
 class VisionOrganiseParams(OrganiseParams):
     subsets: tuple[str, ...]  # empty: every sub-dataset folder present
-    splits: tuple[Split, ...]  # inference/ is unlabelled and never read
+    splits: tuple[SplitFolder, ...]  # inference/ is unlabelled and never read
     unannotated: Literal["ok", "skip"]  # ok: images without annotation become <Name>/OK
 
     def __post_init__(self) -> None:
@@ -207,16 +216,23 @@ def _split_folders(subset_dir: Path, splits: tuple[str, ...]) -> list[Path]:
     return [subset_dir / split for split in splits]
 
 
+def photo_group(subset: str, split: str, file_name: str) -> str:
+    """The split group of an image: its original photograph when Roboflow's name tells it, else itself."""
+    derived = _ROBOFLOW_COPY.fullmatch(Path(file_name).name)
+    return f"{subset}-{derived['original']}" if derived else f"{subset}-{split}_{Path(file_name).stem}"
+
+
 def _native(subset: str, split: str, image: CocoImage, unannotated: str) -> list[NativeSample]:
     """The samples of one COCO image: none or one normal, or one per defect class annotated."""
     # the split prefix keeps train/000001.jpg and val/000001.jpg apart in one class folder
     stem = f"{split}_{image.path.stem}"
-    group = f"{subset}-{stem}"
+    group = photo_group(subset, split, image.path.name)
+    official = OFFICIAL_SPLIT[split]
     if not image.by_defect:
-        return [NativeSample(subset, None, stem, image.path, None, group)] if unannotated == "ok" else []
+        return [NativeSample(subset, None, stem, image.path, None, group, official)] if unannotated == "ok" else []
     several = len(image.by_defect) > 1
     return [NativeSample(subset, defect, f"{stem}__{defect}" if several else stem, image.path,
-                         lambda width, height, polygons=polygons: rasterise(polygons, image, width, height), group)
+                         partial(rasterise, polygons, image), group, official)
             for defect, polygons in sorted(image.by_defect.items())]
 
 
@@ -228,7 +244,7 @@ class VisionSource(Source):
 
     def download(self, config: VisionFetchParams, dest: Path) -> None:
         archives = {f"{subset}.tar.gz": subset for subset in config.subsets or sorted(defect_names())}
-        fetch_hub_archives(config.repo(), archives, dest, self.name)
+        fetch_hub_archives(config.repo(), archives, dest, self.name, config.keep_archives)
 
     def catalogue(self, config: VisionOrganiseParams, raw: Path) -> list[NativeSample]:
         return [sample
