@@ -68,6 +68,18 @@ def test_qwen2_vl_encodes_as_its_processor_does(tiny_model, small_ddqa):
             assert all(ours[key].dtype == theirs[key].dtype and torch.equal(ours[key], theirs[key]) for key in ours)
 
 
+def test_qwen2_vl_positions_computed_ahead_are_the_forward_passes_own(tiny_model, small_ddqa):
+    processor = QWEN.load_processor(tiny_model)
+    model = QWEN.load_model(tiny_model).eval()
+    records = read_jsonl(small_ddqa / "train.jsonl")
+    chosen = [next(r for r in records if r["task"] == task) for task in ("AD", "DFM", "DC")]  # unequal lengths
+    batch = QWEN.collate([QWEN.encode(processor, *record_prompt(r)) for r in chosen], processor.tokenizer.pad_token_id)
+    positions = QWEN.position_ids(model, batch)
+    assert positions.shape == (3, *batch["input_ids"].shape)
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, model(**batch, position_ids=positions).logits)
+
+
 def test_collation_pads_and_concatenates(tiny_model, small_ddqa):
     processor = QWEN.load_processor(tiny_model)
     records = read_jsonl(small_ddqa / "train.jsonl")

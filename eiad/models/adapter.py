@@ -115,6 +115,12 @@ class VLMAdapter:
         # alike (LLaVA-OneVision would otherwise take each image as a prompt of its own)
         return processor(text=[text], images=[images] if images else None, return_tensors="pt")
 
+    def position_ids(self, model: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        """The position ids ``model``'s forward pass would compute for a collated ``batch``, for a
+        family where that is costly enough to compute in the data-loader workers instead; None:
+        the forward pass computes its own."""
+        return None
+
     def collate(self, examples: Sequence[Example], pad_token_id: int, padding_side: str = "right") -> dict[str, torch.Tensor]:
         """Pad token-aligned tensors (labels with -100) and join the media tensors (see :func:`concat_padded`)."""
         longest = max(example.length for example in examples)

@@ -59,6 +59,14 @@ class Qwen2VLAdapter(VLMAdapter):
         types[input_ids == processor.video_token_id] = 2
         return {**tokens, "mm_token_type_ids": types, **media}
 
+    def position_ids(self, model: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        """M-RoPE positions exactly as the forward pass computes them: a Python loop over the
+        batch's records and images (35 ms of a demo step of 32 records on one thread)."""
+        return model.model.compute_3d_position_ids(
+            input_ids=batch["input_ids"], inputs_embeds=None, image_grid_thw=batch.get("image_grid_thw"),
+            attention_mask=batch["attention_mask"], mm_token_type_ids=batch.get("mm_token_type_ids"),
+        )
+
     def build_tiny(self, params: dict[str, Any], corpus: Sequence[str], dest: Path) -> None:
         from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
 
