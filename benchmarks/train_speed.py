@@ -248,7 +248,8 @@ def main(steps: int, batches: tuple[int, ...], pairs: int, threads: int, check_r
     records = read_jsonl(data)
     if "swift" in tools:
         check_identical_inputs(model, sample_records(records, check_records))
-    tokens = mean_tokens(model, records[:: max(1, len(records) // 256)])
+    measured = records[:: max(1, len(records) // 256)]
+    tokens = mean_tokens(model, measured)
     base = replace(TrainConfig.load("train", REPO / "params.yaml"), max_steps=steps, loss_reduction="token",
                    save_steps=steps, logging_steps=max(1, steps // 4))
     lora_regex = handle.adapter.lora_targets(base.lora.targets)
@@ -266,7 +267,7 @@ def main(steps: int, batches: tuple[int, ...], pairs: int, threads: int, check_r
                            f"{run.peak_rss_mib:5.0f} MiB, loss {' '.join(f'{x:.3f}' for x in run.losses)}")
     click.echo(f"\n{steps} steps, {threads} torch thread(s), {base.dataloader_workers} data-loader worker(s), "
                f"LoRA {base.lora.targets} r{base.lora.r}; tokens/s = samples/s x {tokens:.1f} tokens per record "
-               f"(the mean over {len(records[:: max(1, len(records) // 256)])} records)\n")
+               f"(the mean over {len(measured)} records)\n")
     click.echo(table(runs, tokens, tools))
 
 
