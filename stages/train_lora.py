@@ -12,13 +12,14 @@ from pathlib import Path
 
 import click
 
-from eiad.cli import folder, input_file, output_folder, params_option, stage
+from eiad.cli import folder, input_file, output_file, output_folder, params_option, stage
 from eiad.errors import EiadError
+from eiad.io import atomic_write_json
 from eiad.launch import is_worker, needs_launch, rank, run_launched
 from eiad.models.config import ModelHandle
 from eiad.training.checks import check_training
 from eiad.training.config import TrainConfig
-from eiad.training.trainer import train_lora
+from eiad.training.trainer import run_summary, train_lora
 
 
 @click.command()
@@ -27,9 +28,10 @@ from eiad.training.trainer import train_lora
 @output_folder("--out", "Folder for the trained LoRA adapter (replaced atomically).")
 @output_folder("--checkpoints", "Checkpoint folder kept across runs, so an interrupted run resumes.")
 @output_folder("--metrics", "DVCLive folder for the training curves.")
+@output_file("--summary", "The run's final loss and duration: the few figures `dvc metrics show` lists.")
 @params_option
 @stage
-def main(model: Path, data: Path, out: Path, checkpoints: Path, metrics: Path, params_file: str) -> None:
+def main(model: Path, data: Path, out: Path, checkpoints: Path, metrics: Path, summary: Path, params_file: str) -> None:
     """Fine-tune the base model with LoRA as set in `train`."""
     config = TrainConfig.load("train", params_file)
     handle = ModelHandle.load(params_file)
@@ -42,7 +44,9 @@ def main(model: Path, data: Path, out: Path, checkpoints: Path, metrics: Path, p
         return
     result = train_lora(handle, model, data, out, checkpoints, metrics, config)
     if rank() == 0:
-        click.echo(f"train loss {result.get('train_loss', float('nan')):.4f} in {result.get('train_runtime', 0):.0f} s")
+        figures = run_summary(result)
+        atomic_write_json(summary, figures)
+        click.echo(f"train loss {figures['train_loss']:.4f} in {figures['train_seconds']:.0f} s")
 
 
 if __name__ == "__main__":

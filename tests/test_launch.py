@@ -126,7 +126,8 @@ def test_two_cpu_workers_through_the_stage(tiny_model, small_ddqa, tmp_path, mon
         monkeypatch.delenv(name, raising=False)
     out = tmp_path / "out"
     args = ["--model", str(tiny_model), "--data", str(small_ddqa / "train.jsonl"), "--out", str(out / "adapter"),
-            "--checkpoints", str(out / "checkpoints"), "--metrics", str(out / "metrics"), "--params", str(params_file)]
+            "--checkpoints", str(out / "checkpoints"), "--metrics", str(out / "metrics"), "--summary", str(out / "train.json"),
+            "--params", str(params_file)]
     monkeypatch.setattr("sys.argv", ["stages/train_lora.py", *args])  # as DVC runs the script
     result = CliRunner().invoke(load_stage("train_lora"), args)
     assert result.exit_code == 0, result.output
@@ -134,6 +135,8 @@ def test_two_cpu_workers_through_the_stage(tiny_model, small_ddqa, tmp_path, mon
     assert not list(out.glob(".adapter.*"))  # no second, half-written staging folder
     rows = (out / "metrics" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()
     assert len(rows) == 1 + 2, rows  # header and one row per step: only rank 0 logged
+    summary = json.loads((out / "train.json").read_text())
+    assert set(summary) == {"train_loss", "train_seconds"} and summary["train_loss"] > 0
     assert json.loads((out / "checkpoints" / "eiad-run.json").read_text())["world_size"] == 2
 
 

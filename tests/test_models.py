@@ -1,6 +1,7 @@
 import shutil
 
 import pytest
+import torch
 from conftest import config, model_handle, params
 
 from eiad.ddqa.records import record_prompt
@@ -47,6 +48,36 @@ def test_encoding_masks_everything_but_the_answer(tiny_model, small_ddqa):
     image_id = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     assert (example.tokens["input_ids"][0] == image_id).sum() == 4  # 28 px / 14 = 2 x 2 patches
     assert set(example.tokens) >= {"input_ids", "attention_mask", "labels", "mm_token_type_ids"}
+
+
+def test_qwen2_vl_encodes_as_its_processor_does(tiny_model, small_ddqa):
+    """The family calls the image processor and tokenizer directly: the same tensors as the processor's call."""
+    from eiad.models.adapter import VLMAdapter
+
+    processor = QWEN.load_processor(tiny_model)
+    generic = VLMAdapter()
+    records = read_jsonl(small_ddqa / "train.jsonl")
+    prompts = [record_prompt(next(r for r in records if r["task"] == task)) for task in ("AD", "DC", "RDL", "DFM")]
+    image = prompts[0][0][0]
+    prompts += [([image, "Compare with", image.resize((56, 28)), "this."], "B"),  # 1-shot form, two image sizes
+                (["No image at all?"], "A")]
+    for prompt, answer in prompts:
+        fast, slow = QWEN.encode(processor, prompt, answer), generic.encode(processor, prompt, answer)
+        for ours, theirs in ((fast.tokens, slow.tokens), (fast.media, slow.media)):
+            assert ours.keys() == theirs.keys()
+            assert all(ours[key].dtype == theirs[key].dtype and torch.equal(ours[key], theirs[key]) for key in ours)
+
+
+def test_qwen2_vl_positions_computed_ahead_are_the_forward_passes_own(tiny_model, small_ddqa):
+    processor = QWEN.load_processor(tiny_model)
+    model = QWEN.load_model(tiny_model).eval()
+    records = read_jsonl(small_ddqa / "train.jsonl")
+    chosen = [next(r for r in records if r["task"] == task) for task in ("AD", "DFM", "DC")]  # unequal lengths
+    batch = QWEN.collate([QWEN.encode(processor, *record_prompt(r)) for r in chosen], processor.tokenizer.pad_token_id)
+    positions = QWEN.position_ids(model, batch)
+    assert positions.shape == (3, *batch["input_ids"].shape)
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, model(**batch, position_ids=positions).logits)
 
 
 def test_collation_pads_and_concatenates(tiny_model, small_ddqa):

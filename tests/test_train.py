@@ -1,5 +1,7 @@
 """Training, resuming and merging on the tiny model (seconds on a CPU)."""
 
+import contextlib
+import importlib.util
 import json
 import shutil
 from dataclasses import replace
@@ -80,12 +82,93 @@ def test_a_finished_run_is_trained_again_not_resumed(trained, tiny_model, small_
     assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == [5, 10, 15, 20, 25, 30]
 
 
-def test_lazy_encoding_trains_as_eager_does(trained, tiny_model, small_ddqa, tmp_path):
-    root, result = trained  # CONFIG encodes eagerly
+@pytest.mark.parametrize("keep_encoded, workers", [(False, 0), (True, 1)])
+def test_lazy_encoding_trains_as_eager_does(trained, tiny_model, small_ddqa, tmp_path, keep_encoded, workers):
+    root, result = trained  # CONFIG encodes eagerly; its 30 steps of 8 see every record more than once
     lazy = train_lora(MODEL, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", tmp_path / "checkpoints",
-                      tmp_path / "metrics", replace(CONFIG, encoding="lazy"))
+                      tmp_path / "metrics", replace(CONFIG, encoding="lazy", keep_encoded=keep_encoded,
+                                                    dataloader_workers=workers))
     assert lazy["train_loss"] == pytest.approx(result["train_loss"], rel=1e-5)
     assert _loss_curve(tmp_path / "metrics") == pytest.approx(_loss_curve(root / "metrics"), rel=1e-5)
+
+
+def test_kept_encodings_are_encoded_once(tiny_model, small_ddqa):
+    from eiad.training.data import LazyExamples
+
+    processor = QWEN.load_processor(tiny_model)
+    records = read_jsonl(small_ddqa / "train.jsonl")
+    kept = LazyExamples(QWEN, processor, records, max_length=256, keep=True)
+    assert kept[3] is kept[3]
+    fresh = LazyExamples(QWEN, processor, records, max_length=256, keep=False)
+    assert fresh[3] is not fresh[3] and torch.equal(fresh[3].tokens["input_ids"], kept[3].tokens["input_ids"])
+
+
+def test_length_grouped_batches_pad_less_and_leave_the_loss_of_every_record_unchanged(tiny_model, small_ddqa):
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from eiad.training.data import encode_dataset
+    from eiad.training.loss import answer_loss
+    from eiad.training.trainer import AnswerTrainer, training_arguments
+
+    processor = QWEN.load_processor(tiny_model)
+    examples = encode_dataset(QWEN, processor, read_jsonl(small_ddqa / "train.jsonl"), max_length=256)
+    model = QWEN.load_model(tiny_model).eval()
+    arguments = training_arguments(replace(CONFIG, group_by_length=True), tiny_model / "unused")
+    trainer = AnswerTrainer(model=model, args=arguments, train_dataset=examples, output_layer=None)
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, LengthGroupedSampler)
+    grouped = list(sampler)
+    shuffled = torch.randperm(len(examples)).tolist()
+    assert sorted(grouped) == list(range(len(examples)))
+
+    def padding_and_loss(order):
+        """Padded slots, and the token-mean loss over all records, in batches of CONFIG's size."""
+        padded, total, tokens = 0, 0.0, 0
+        for start in range(0, len(order), CONFIG.per_device_batch):
+            chunk = [examples[i] for i in order[start:start + CONFIG.per_device_batch]]
+            batch = QWEN.collate(chunk, processor.tokenizer.pad_token_id)
+            labels = batch.pop("labels")
+            padded += int((batch["attention_mask"] == 0).sum())
+            count = int((labels[:, 1:] != -100).sum())
+            with torch.no_grad():
+                total += float(answer_loss("token", 1)(model(**batch), labels)) * count
+            tokens += count
+        return padded, total / tokens
+
+    grouped_padding, grouped_loss = padding_and_loss(grouped)
+    shuffled_padding, shuffled_loss = padding_and_loss(shuffled)
+    assert grouped_padding < shuffled_padding
+    assert grouped_loss == pytest.approx(shuffled_loss, rel=1e-5)
+
+
+def test_a_compiled_model_trains_as_the_plain_one(tiny_model, small_ddqa, tmp_path, monkeypatch):
+    # the Trainer announces the backend to accelerate through the environment; undone after the test
+    monkeypatch.setenv("ACCELERATE_DYNAMO_BACKEND", "NO")
+    short = replace(CONFIG, max_steps=2)  # dynamo traces each new shape anew: tens of seconds for more steps
+    plain = train_lora(MODEL, tiny_model, small_ddqa / "train.jsonl", tmp_path / "a1", tmp_path / "c1",
+                       tmp_path / "m1", short)
+    compiled = train_lora(MODEL, tiny_model, small_ddqa / "train.jsonl", tmp_path / "a2", tmp_path / "c2",
+                          tmp_path / "m2", replace(short, torch_compile="eager"))  # graph capture, no code generation
+    assert compiled["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-5)
+
+
+def test_kernels_that_are_not_installed_stop_before_training():
+    if importlib.util.find_spec("liger_kernel") is None:
+        with pytest.raises(ConfigError, match="liger-kernel"):
+            train_config(liger_kernel=True)
+    with pytest.raises(ConfigError, match="group_by_length needs encoding: eager"):
+        train_config(encoding="lazy", group_by_length=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("liger_kernel") is None,
+                    reason="Liger's kernels are Triton kernels: a GPU and pip install liger-kernel")
+def test_liger_kernels_train_as_the_plain_model(tiny_model, small_ddqa, tmp_path):
+    short = replace(CONFIG, max_steps=10)
+    plain = train_lora(MODEL, tiny_model, small_ddqa / "train.jsonl", tmp_path / "a1", tmp_path / "c1",
+                       tmp_path / "m1", short)
+    fused = train_lora(MODEL, tiny_model, small_ddqa / "train.jsonl", tmp_path / "a2", tmp_path / "c2",
+                       tmp_path / "m2", replace(short, liger_kernel=True))
+    assert fused["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-3)
 
 
 def test_lazy_encoding_replaces_a_record_that_is_too_long(tiny_model, small_ddqa):
@@ -95,12 +178,12 @@ def test_lazy_encoding_replaces_a_record_that_is_too_long(tiny_model, small_ddqa
     records = read_jsonl(small_ddqa / "train.jsonl")
     length = [QWEN.encode(processor, *record_prompt(r)).length for r in records]
     longest = max(range(len(records)), key=length.__getitem__)
-    examples = LazyExamples(QWEN, processor, records, max_length=length[longest] - 1)
+    examples = LazyExamples(QWEN, processor, records, max_length=length[longest] - 1, keep=False)
     after = [i % len(records) for i in range(longest + 1, longest + len(records))]
     substitute = next(i for i in after if length[i] < length[longest])  # the next record that fits
     assert examples[longest].length == length[substitute]
     with pytest.raises(ConfigError, match="no record fits max_length=3"):
-        LazyExamples(QWEN, processor, records, max_length=3)[0]
+        LazyExamples(QWEN, processor, records, max_length=3, keep=False)[0]
 
 
 def test_other_settings_start_afresh(trained, tiny_model, small_ddqa, tmp_path):
@@ -134,7 +217,7 @@ def test_merged_model_equals_the_adapter_model(trained, tiny_model, small_ddqa, 
 def test_per_sample_loss_weighs_every_record_the_same():
     from types import SimpleNamespace
 
-    from eiad.training.trainer import per_sample_loss
+    from eiad.training.loss import answer_loss
 
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 7)
@@ -144,11 +227,47 @@ def test_per_sample_loss_weighs_every_record_the_same():
                                                   ignore_index=-100, reduction="none")
     first = per_token[0, 3]
     second = per_token[1].mean()
-    got = per_sample_loss(grad_accum=1)(SimpleNamespace(logits=logits), labels)
+    got = answer_loss("sample", grad_accum=1)(SimpleNamespace(logits=logits), labels)
     assert torch.allclose(got, (first + second) / 2)
     token_mean = per_token[labels[:, 1:] != -100].mean()
+    assert torch.allclose(answer_loss("token", grad_accum=1)(SimpleNamespace(logits=logits), labels), token_mean)
     assert not torch.allclose(got, token_mean)
-    assert torch.allclose(per_sample_loss(grad_accum=4)(SimpleNamespace(logits=logits), labels), got / 4)
+    assert torch.allclose(answer_loss("sample", grad_accum=4)(SimpleNamespace(logits=logits), labels), got / 4)
+
+
+@pytest.mark.parametrize("reduction", ["token", "sample"])
+def test_logits_only_where_answers_are_predicted_give_the_same_loss_and_gradients(tiny_model, small_ddqa, reduction):
+    from eiad.training.loss import answer_loss, logits_only_at, predicting_positions
+    from eiad.training.trainer import attach_lora
+
+    processor = QWEN.load_processor(tiny_model)
+    model = attach_lora(QWEN.load_model(tiny_model), QWEN, CONFIG.lora)
+    records = read_jsonl(small_ddqa / "train.jsonl")[:6]
+    batch = QWEN.collate([QWEN.encode(processor, *record_prompt(r)) for r in records], processor.tokenizer.pad_token_id)
+    labels = batch.pop("labels")
+    loss = answer_loss(reduction, grad_accum=1)
+    results = []
+    for narrowed in (False, True):
+        model.zero_grad()
+        mask = predicting_positions(labels)
+        with logits_only_at(model.get_output_embeddings(), mask) if narrowed else contextlib.nullcontext():
+            outputs = model(**batch)
+        value = loss(outputs, labels)
+        value.backward()
+        assert outputs.logits.shape[:-1] == ((int(mask.sum()),) if narrowed else labels.shape)
+        results.append((value.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
+    (full, full_grads), (narrow, narrow_grads) = results
+    assert torch.allclose(full, narrow, atol=1e-6)
+    assert all(torch.allclose(full_grads[n], narrow_grads[n], atol=1e-6) for n in full_grads)
+
+
+def test_supervised_logits_only_trains_as_full_logits_do(trained, tiny_model, small_ddqa, tmp_path):
+    root, result = trained  # CONFIG keeps the params.yaml default: supervised logits only
+    assert CONFIG.supervised_logits_only
+    full = train_lora(MODEL, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", tmp_path / "checkpoints",
+                      tmp_path / "metrics", replace(CONFIG, supervised_logits_only=False))
+    assert full["train_loss"] == pytest.approx(result["train_loss"], rel=1e-4)
+    assert _loss_curve(tmp_path / "metrics") == pytest.approx(_loss_curve(root / "metrics"), rel=1e-4)
 
 
 def test_gradient_checkpointing_trains(tiny_model, small_ddqa, tmp_path):

@@ -66,7 +66,7 @@ def test_the_stage_stops_before_the_model_loads(small_ddqa, tiny_model, tmp_path
     monkeypatch.setattr(ModelHandle, "model", load_model)
     args = ["--model", str(tiny_model), "--data", str(train), "--out", str(tmp_path / "adapter"),
             "--checkpoints", str(tmp_path / "checkpoints"), "--metrics", str(tmp_path / "metrics"),
-            "--params", str(tmp_path / "params.yaml")]
+            "--summary", str(tmp_path / "train.json"), "--params", str(tmp_path / "params.yaml")]
     result = CliRunner().invoke(load_stage("train_lora"), args)
     assert result.exit_code == 1, result.output
     assert "train_lora cannot start, 4 problem(s):" in result.output

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -93,9 +93,7 @@ class VLMAdapter:
         """Tokenise a prompt (and its answer); labels cover only the answer and end of turn."""
         images = [part for part in prompt if not isinstance(part, str)]
         prompt_text = processor.apply_chat_template(self.messages(prompt), add_generation_prompt=True, tokenize=False)
-        # one prompt's images as one nested list: the multi-image form every processor reads
-        # alike (LLaVA-OneVision would otherwise take each image as a prompt of its own)
-        encoded = processor(text=[prompt_text], images=[images] if images else None, return_tensors="pt")
+        encoded = self.process(processor, prompt_text, images)
         tokens = {k: v for k, v in encoded.items() if v.dim() == 2 and v.shape == encoded["input_ids"].shape}
         media = {k: v for k, v in encoded.items() if k not in tokens}
         if answer is None:
@@ -158,6 +156,18 @@ class VLMAdapter:
         text = processor.apply_chat_template(self.messages([*prompt[:last + 1], mark]), add_generation_prompt=True,
                                              tokenize=False)
         return text[:text.index(mark)] if mark in text else None
+
+    def process(self, processor: Any, text: str, images: list[Any]) -> Mapping[str, torch.Tensor]:
+        """The processor's tensors for one rendered prompt and its images (a batch of one)."""
+        # one prompt's images as one nested list: the multi-image form every processor reads
+        # alike (LLaVA-OneVision would otherwise take each image as a prompt of its own)
+        return processor(text=[text], images=[images] if images else None, return_tensors="pt")
+
+    def position_ids(self, model: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        """The position ids ``model``'s forward pass would compute for a collated ``batch``, for a
+        family where that is costly enough to compute in the data-loader workers instead; None:
+        the forward pass computes its own."""
+        return None
 
     def collate(self, examples: Sequence[Example], pad_token_id: int, padding_side: str = "right") -> dict[str, torch.Tensor]:
         """Pad token-aligned tensors (labels with -100) and join the media tensors (see :func:`concat_padded`)."""

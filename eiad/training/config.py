@@ -11,8 +11,8 @@ from eiad.errors import ConfigError
 from eiad.launch import LaunchSettings
 from eiad.models.config import Precision
 from eiad.params import Params
+from eiad.training.loss import LossReduction
 
-LossReduction = Literal["token", "sample"]
 # train.deepspeed may name one of these (configs/deepspeed/<name>.json) instead of giving a path
 DEEPSPEED_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
 
@@ -54,6 +54,15 @@ class TrainConfig(Params):
     # when a batch needs it, so memory does not grow with the data (pixels of real images)
     encoding: Literal["eager", "lazy"]
     dataloader_workers: int  # processes encoding batches ahead of the GPU (lazy encoding)
+    # lazy encoding: each data-loader process keeps what it encoded for the next epoch, when the run
+    # has one (memory then grows as eager's does; no startup cost, no record encoded twice)
+    keep_encoded: bool
+    # the output layer runs only where an answer token is predicted (the loss is the same; a family
+    # whose forward is not transformers' kind computes logits everywhere)
+    supervised_logits_only: bool
+    group_by_length: bool  # batches of records of similar length (less padding); eager encoding only
+    liger_kernel: bool  # Liger's Triton kernels (RMSNorm, RoPE, SwiGLU) for the family: GPUs, pip install liger-kernel
+    torch_compile: str | None  # a torch.compile backend (inductor...), or null: no compilation
 
     def __post_init__(self) -> None:
         if self.deepspeed:
@@ -64,6 +73,10 @@ class TrainConfig(Params):
             raise ConfigError("train: batch, accumulation, LoRA rank, save and logging steps must be >= 1")
         if self.dataloader_workers < 0:
             raise ConfigError("train.dataloader_workers must be >= 0")
+        if self.group_by_length and self.encoding != "eager":
+            raise ConfigError("train.group_by_length needs encoding: eager (a record's length is known once encoded)")
+        if self.liger_kernel and importlib.util.find_spec("liger_kernel") is None:
+            raise ConfigError("train.liger_kernel is asked for but not installed (pip install liger-kernel; GPUs only)")
 
 
 def deepspeed_config_file(name_or_path: str) -> Path:

@@ -1,4 +1,4 @@
-"""Training examples: DDQA records encoded once up front (eager) or per batch (lazy)."""
+"""Training examples: DDQA records encoded once up front (eager) or per batch (lazy, optionally kept)."""
 
 from __future__ import annotations
 
@@ -32,21 +32,32 @@ def encode_dataset(adapter: VLMAdapter, processor: Any, records: list[dict[str, 
 
 
 class LazyExamples(torch.utils.data.Dataset):
-    """Records encoded when the data loader asks for them; nothing is kept.
+    """Records encoded when the data loader asks for them; kept for the next epoch only if ``keep``.
 
     A record longer than ``max_length`` is replaced by the next one that fits, as ms-swift's
     lazy dataset replaces it (by a random one there; the next one here, so runs repeat exactly).
+    With data-loader workers, each worker keeps what it encoded (persistent workers keep it
+    across epochs).
     """
 
-    def __init__(self, adapter: VLMAdapter, processor: Any, records: list[dict[str, Any]], max_length: int) -> None:
+    def __init__(self, adapter: VLMAdapter, processor: Any, records: list[dict[str, Any]], max_length: int,
+                 keep: bool) -> None:
         if not records:
             raise ConfigError("train: the training file holds no record")
         self.adapter, self.processor, self.records, self.max_length = adapter, processor, records, max_length
+        self.kept: dict[int, Example] | None = {} if keep else None
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> Example:
+        if self.kept is None:
+            return self._fitting(index)
+        if index not in self.kept:
+            self.kept[index] = self._fitting(index)
+        return self.kept[index]
+
+    def _fitting(self, index: int) -> Example:
         for offset in range(len(self.records)):
             example = self._encode((index + offset) % len(self.records))
             if example.length <= self.max_length:

@@ -6,9 +6,12 @@ few hundred thousand parameters, with a tokenizer trained locally on the DDQA an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from eiad.models.adapter import VLMAdapter, standard_presets
 from eiad.models.tiny import TinyQwenVLConfig, build_tiny_qwen
@@ -35,6 +38,34 @@ class Qwen2VLAdapter(VLMAdapter):
     family = "qwen2_vl"
     model_types = ("qwen2_vl",)
     lora_presets = standard_presets(_LLM, _PROJECTOR, _VISION)
+
+    def process(self, processor: Any, text: str, images: list[Any]) -> Mapping[str, torch.Tensor]:
+        """What ``Qwen2VLProcessor`` returns, from its image processor and tokenizer directly.
+
+        The processor's generic call merges and validates its keyword arguments on every call,
+        which took half of a demo record's encoding time (measured: 2.3 ms of 2.6 ms in the
+        processor, 0.85 ms of them the image processor); the result is the same tensors.
+        """
+        if not images:
+            return super().process(processor, text, images)
+        media = processor.image_processor(images=images, return_tensors="pt")
+        # each image placeholder becomes one token per merged patch of its grid, as the processor does
+        counts = iter((media["image_grid_thw"].prod(dim=1) // processor.image_processor.merge_size**2).tolist())
+        expanded = re.sub(re.escape(processor.image_token), lambda _: processor.image_token * next(counts), text)
+        tokens = processor.tokenizer([expanded], return_tensors="pt")
+        input_ids = tokens["input_ids"]
+        types = torch.zeros_like(input_ids)  # the processor's modality types: 1 image, 2 video tokens
+        types[input_ids == processor.image_token_id] = 1
+        types[input_ids == processor.video_token_id] = 2
+        return {**tokens, "mm_token_type_ids": types, **media}
+
+    def position_ids(self, model: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        """M-RoPE positions exactly as the forward pass computes them: a Python loop over the
+        batch's records and images (35 ms of a demo step of 32 records on one thread)."""
+        return model.model.compute_3d_position_ids(
+            input_ids=batch["input_ids"], inputs_embeds=None, image_grid_thw=batch.get("image_grid_thw"),
+            attention_mask=batch["attention_mask"], mm_token_type_ids=batch.get("mm_token_type_ids"),
+        )
 
     def build_tiny(self, params: dict[str, Any], corpus: Sequence[str], dest: Path) -> None:
         from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
