@@ -3,7 +3,8 @@
 Runs the ``train_lora`` stage (``stages/train_lora.py``, as ``dvc repro`` runs it) and, when ms-swift is
 installed (``pip install -e ".[swift]"``), the script ``swift sft`` runs, on the same model folder and
 ``train.jsonl`` with the same settings: params.yaml's ``train`` block with ``--steps`` steps, each
-``--batch`` size and the token-mean loss (ms-swift's). Each run is a fresh process with ``--threads``
+``--batch`` size, ``--encoding`` (lazy by default, as ms-swift encodes) with ``--workers`` loader processes
+and the token-mean loss (ms-swift's). Each run is a fresh process with ``--threads``
 torch threads, timed whole (startup included) with its peak memory (the resident memory of the
 process and its data-loader workers, sampled every 0.1 s); the two tools alternate, and ratios
 are taken within each pair, then their median. Before any timing, a few records are encoded by
@@ -229,12 +230,15 @@ def table(runs: dict[int, list[Run]], tokens: float, tools: Sequence[str]) -> st
               help="Per-device batch sizes (repeat the option).")
 @click.option("--pairs", default=4, show_default=True, help="Runs of each tool per batch size, alternating.")
 @click.option("--threads", default=1, show_default=True, help="Torch threads of each run (OMP_NUM_THREADS).")
+@click.option("--encoding", type=click.Choice(["lazy", "eager"]), default="lazy", show_default=True,
+              help="train.encoding of the project's runs (lazy: as ms-swift encodes, suited to runs under an epoch).")
+@click.option("--workers", default=1, show_default=True, help="Data-loader processes of both tools.")
 @click.option("--check-records", default=8, show_default=True, help="Records whose encodings are compared.")
 @click.option("--project-only", is_flag=True, help="Time the project alone (no ms-swift).")
 @click.option("--model", type=click.Path(exists=True, file_okay=False, path_type=Path), default="models/base")
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default="data/ddqa/train.jsonl")
-def main(steps: int, batches: tuple[int, ...], pairs: int, threads: int, check_records: int, project_only: bool,
-         model: Path, data: Path) -> None:
+def main(steps: int, batches: tuple[int, ...], pairs: int, threads: int, encoding: str, workers: int,
+         check_records: int, project_only: bool, model: Path, data: Path) -> None:
     sys.path.insert(0, str(REPO))  # this checkout's eiad, whatever is installed
     from eiad.io import read_jsonl
     from eiad.models.config import ModelHandle
@@ -252,7 +256,8 @@ def main(steps: int, batches: tuple[int, ...], pairs: int, threads: int, check_r
     measured = records[:: max(1, len(records) // 256)]
     tokens = mean_tokens(model, measured)
     base = replace(TrainConfig.load("train", REPO / "params.yaml"), max_steps=steps, loss_reduction="token",
-                   save_steps=steps, logging_steps=max(1, steps // 4))
+                   save_steps=steps, logging_steps=max(1, steps // 4), encoding=encoding,
+                   dataloader_workers=workers)
     lora_regex = handle.adapter.lora_targets(base.lora.targets)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
