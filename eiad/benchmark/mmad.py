@@ -64,12 +64,7 @@ class Question:
 def load_benchmark(root: Path) -> list[Question]:
     """Every question of ``root/mmad.json``, image by image in the file's order; MMAD's schema is checked."""
     path = root / BENCHMARK_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(path, "missing: the benchmark folder has no mmad.json") from None
-    except json.JSONDecodeError as err:
-        raise DataError(path, f"is not valid JSON ({err})") from err
+    data = _read_json(path, "missing: the benchmark folder has no mmad.json")
     if not isinstance(data, dict) or not data:
         raise DataError(path, "must be a non-empty object keyed by query image path (MMAD's schema)")
     questions = []
@@ -168,12 +163,7 @@ def load_domain_knowledge(root: Path, questions: Iterable[Question]) -> dict[str
     and a class's texts are joined with newlines. A class the file lacks is an error.
     """
     path = root / DOMAIN_KNOWLEDGE_FILE
-    try:
-        knowledge = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(path, "missing: evaluate.domain_knowledge needs the benchmark's domain_knowledge.json") from None
-    except json.JSONDecodeError as err:
-        raise DataError(path, f"is not valid JSON ({err})") from err
+    knowledge = _read_json(path, "missing: evaluate.domain_knowledge needs the benchmark's domain_knowledge.json")
     texts, absent = {}, set()
     for question in questions:
         dataset, cls = question.dataset.replace("DS-MVTec", "MVTec"), question.image.split("/")[1]
@@ -203,3 +193,13 @@ def benchmark_entry(image: str, mask: str | None, conversation: list[dict[str, A
 def write_benchmark(root: Path, entries: dict[str, dict[str, Any]]) -> None:
     """``root/mmad.json`` from :func:`benchmark_entry` values keyed by query image path."""
     atomic_write_json(root / BENCHMARK_FILE, entries)
+
+
+def _read_json(path: Path, missing: str) -> Any:
+    """A benchmark file's JSON; a missing or malformed file is a :class:`DataError` naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(path, missing) from None
+    except json.JSONDecodeError as err:
+        raise DataError(path, f"is not valid JSON ({err})") from err
