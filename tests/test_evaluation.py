@@ -23,7 +23,8 @@ from eiad.evaluation.config import EvalConfig
 from eiad.evaluation.runner import run_evaluation
 from eiad.stats import BootstrapSettings
 
-FAST = {"max_new_tokens": 3, "max_new_tokens_box": 6, "bootstrap": {"samples": 200, "seed": 0}}
+FAST = {"batch_size": 4,  # small groups: a run has many, to kill between and deal to ranks
+        "max_new_tokens": 3, "max_new_tokens_box": 6, "bootstrap": {"samples": 200, "seed": 0}}
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,26 @@ def test_another_setting_clears_the_cache(evaluated, tiny_model, few, tmp_path):
     assert '"protocol": "eiad-0shot"' in header
     rows = json.loads((tmp_path / "p" / "mmad_answers.json").read_text())
     assert [list(part) for part in rows[0]["prompt"]] == [["image"], ["text"]]
+
+
+def test_another_version_of_the_code_keys_another_cache(tiny_model, few, tmp_path, monkeypatch):
+    """Answers cached by other code are not reused (a changed engine may answer otherwise); bytecode is ignored."""
+    from eiad.evaluation import runner
+
+    code = tmp_path / "eiad"
+    (code / "evaluation").mkdir(parents=True)
+    source = code / "evaluation" / "engine.py"
+    source.write_text("ANSWER = 1\n")
+    monkeypatch.setattr(runner, "PACKAGE", code)
+    benchmark, ddqa = few
+    settings = config(EvalConfig, "evaluate", **FAST)
+    inputs = runner.Inputs.load(benchmark, ddqa / "test.jsonl", settings)
+    key = lambda: runner.run_key(tiny_model, inputs, ddqa / "test.jsonl", settings)
+    first = key()
+    (code / "evaluation" / "engine.cpython-311.pyc").write_bytes(b"compiled")
+    assert key() == first
+    source.write_text("ANSWER = 2\n")
+    assert key() != first
 
 
 def test_bad_inputs_stop_before_the_model_loads(demo_benchmark, small_ddqa, tmp_path):
@@ -196,20 +217,21 @@ def test_engine_answers_equal_asking_each_question_from_scratch_on_qwen2_vl(tiny
 
     handle = model_handle()
     processor, network = handle.processor(tiny_model), handle.model(tiny_model).eval()
-    engine = Engine(handle, network, processor, "generate")
+    engine = Engine(handle, network, processor, "generate", 32)
     benchmark, ddqa = few
     asking = Asking(PROTOCOLS[protocol], "random", 1, "minicpm", False, None)
     load = lambda path: load_rgb(benchmark / path)
-    for group in by_image(load_benchmark(benchmark)):
-        plans = [plan(question, asking) for question in group]
-        answers = engine.session(plans, load).answer_many([Ask(p, 5, q.options) for q, p in zip(group, plans)])
-        assert answers == [handle.adapter.generate(network, processor, [load_prompt(p, load)], 5)[0] for p in plans]
+    asks = [[Ask(plan(q, asking), 5, q.options) for q in group] for group in by_image(load_benchmark(benchmark))]
+    assert len(asks) > 1  # every image's questions continue together from their own prefixes
+    for image, answers in zip(asks, engine.answer_all(asks, load)):
+        assert answers == [handle.adapter.generate(network, processor, [load_prompt(a.plan, load)], 5)[0]
+                           for a in image]
     records = [json.loads(line) for line in (ddqa / "test.jsonl").read_text().splitlines()]
     image = records[0]["images"][0]
     mine = [r for r in records if r["images"][0] == image]
     plans = [record_plan(r) for r in mine]
     budgets = [12 if r["task"] == "DFM" else 4 for r in mine]
     disk = lambda path: load_rgb(Path(path))
-    answers = engine.session(plans, disk).answer_many([Ask(p, b, r["choices"]) for p, b, r in zip(plans, budgets, mine)])
+    answers = engine.answer_all([[Ask(p, b, r["choices"]) for p, b, r in zip(plans, budgets, mine)]], disk)[0]
     assert answers == [handle.adapter.generate(network, processor, [load_prompt(p, disk)], b)[0]
                        for p, b in zip(plans, budgets)]

@@ -174,20 +174,40 @@ def test_questions_of_an_image_answered_from_its_shared_prefix_equal_asking_from
     processor, network = adapter.load_processor(trained / "merged"), adapter.load_model(trained / "merged").eval()
     groups = list(by_image(load_benchmark(demo_benchmark)))[:2]
     load = lambda path: load_rgb(demo_benchmark / path)
-    generated, chosen = Engine(handle, network, processor, "generate"), Engine(handle, network, processor, "choice")
-    for group in groups:
-        plans = [plan(q, _asking(protocol)) for q in group]
-        assert sum(isinstance(part, ImageRef) for part in plans[0]) == (2 if protocol == "mmad-1shot" else 1)
-        asks = [Ask(prompt, 6, question.options) for question, prompt in zip(group, plans)]
-        together = generated.session(plans, load).answer_many(asks)  # one batch: [prefix][padding][question]
-        picked = chosen.session(plans, load).answer_many(asks)
-        one_by_one = generated.session(plans, load)
-        for question, prompt, answer, letter in zip(group, plans, together, picked):
-            scratch = adapter.generate(network, processor, [load_prompt(prompt, load)], 6)[0]
-            assert answer == scratch == one_by_one.answer(Ask(prompt, 6, question.options))
-            logits = adapter.next_token_logits(network, processor, [load_prompt(prompt, load)])[0]
+    generated, chosen = (Engine(handle, network, processor, mode, 32) for mode in ("generate", "choice"))
+    asks = [[Ask(plan(q, _asking(protocol)), 6, q.options) for q in group] for group in groups]
+    together, picked = _answer_images(generated, asks, load), _answer_images(chosen, asks, load)
+    one_by_one = Engine(handle, network, processor, "generate", 1)  # batches of one question
+    for image, group in enumerate(groups):
+        assert sum(isinstance(part, ImageRef) for part in asks[image][0].plan) == (2 if protocol == "mmad-1shot" else 1)
+        alone = one_by_one.answer_all([asks[image]], load)[0]
+        for question, ask, answer, letter, single in zip(group, asks[image], together[image], picked[image], alone):
+            prompt = load_prompt(ask.plan, load)
+            assert answer == adapter.generate(network, processor, [prompt], 6)[0] == single
+            logits = adapter.next_token_logits(network, processor, [prompt])[0]
             letters = list(question.options)
             assert letter == letters[int(torch.argmax(logits[chosen.letter_ids(letters)]))]
+
+
+def test_images_whose_prefixes_differ_in_length_answered_together_equal_asking_from_scratch(case, trained,
+                                                                                           demo_benchmark):
+    """Prefixes left-padded to one width (one image's prompt holds a template, the other's not) change no answer."""
+    adapter, handle = case.model.adapter, case.model
+    processor, network = adapter.load_processor(trained / "merged"), adapter.load_model(trained / "merged").eval()
+    groups = list(by_image(load_benchmark(demo_benchmark)))[:2]
+    load = lambda path: load_rgb(demo_benchmark / path)
+    asks = [[Ask(plan(q, _asking(protocol)), 6, q.options) for q in group]
+            for group, protocol in zip(groups, ("eiad-0shot", "mmad-1shot"))]
+    answers = _answer_images(Engine(handle, network, processor, "generate", 32), asks, load)
+    for image, image_answers in zip(asks, answers):
+        assert image_answers == [adapter.generate(network, processor, [load_prompt(a.plan, load)], 6)[0] for a in image]
+
+
+def _answer_images(engine: Engine, asks: list[list[Ask]], load: Any) -> list[list[str]]:
+    """Both images' questions in shared batches ([prefix][padding][question]) where the family allows it."""
+    if engine.adapter.groups_images:
+        return engine.answer_all(asks, load)
+    return [engine.answer_all([image], load)[0] for image in asks]
 
 
 def test_a_batch_mixing_one_and_two_image_prompts(case, base, one_question):

@@ -2,7 +2,7 @@
 
 Each process appends to its own file (``answers.rank<N>.jsonl``) one JSON line per answered
 question, flushed and fsync'ed, under a header naming the run: a digest of the model's files, the
-benchmark, the test split and every setting that changes an answer. A cache of another run is
+benchmark, the test split, the package's source and every setting that changes an answer. A cache of another run is
 cleared; a line cut short by a crash is dropped. The cache is scratch, not a DVC output (DVC would
 delete an output before re-running its stage), like training checkpoints.
 """
@@ -22,11 +22,12 @@ from eiad.data.download import sha256_of
 HEADER = "run"
 
 
-def tree_digest(paths: Iterable[Path]) -> str:
-    """sha256 over every file under ``paths`` (relative names and contents, in sorted order)."""
+def tree_digest(paths: Iterable[Path], pattern: str = "*") -> str:
+    """sha256 over every file under ``paths`` whose name matches ``pattern`` (relative names and
+    contents, in sorted order)."""
     digest = hashlib.sha256()
     for root in paths:
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        files = [root] if root.is_file() else sorted(p for p in root.rglob(pattern) if p.is_file())
         for path in files:
             digest.update(f"{path.relative_to(root.parent)}\0{sha256_of(path)}\0".encode())
     return digest.hexdigest()

@@ -25,7 +25,7 @@ class EvalConfig(Params):
     history: bool  # MMAD's --record_history: earlier questions of the image and the answers given
     wording: Wording  # minicpm (MMAD's MiniCPM/GPT-4 scripts) | qwen2_5_vl (its Qwen2.5-VL script)
     answer: AnswerMode  # generate (MMAD's protocol) | choice (the likeliest offered letter, never unparsed)
-    batch_size: int  # prompts per forward where questions do not share an image
+    batch_size: int  # questions per forward pass; consecutive images are grouped until theirs fill one
     max_new_tokens: int  # multiple-choice answers
     max_new_tokens_box: int  # DFM answers: a list of boxes
     precision: Precision

@@ -1,13 +1,18 @@
-"""Asking a model questions, image by image: the images and the prompt prefix they share are
-encoded once, and the questions continue together from that prefix's key/value cache.
+"""Asking a model questions, several images at a time: each image's images and the prompt prefix
+its questions share are encoded once, and the questions continue from that prefix's key/value cache.
 
-The questions of a batch are laid out as ``[prefix][padding][question]``: the prefix's cache is
-repeated for every row, the padding is masked, and generation numbers positions by the attention
-mask, so each question's tokens sit at the positions they have when asked alone. Greedy answers
-therefore equal those of asking each question from scratch (tests compare them question by
-question, family by family). ``choice`` answers read the likelihood of each offered letter at the
-answer position (one step) instead of generating. A family whose model cannot continue from a
-cache (``VLMAdapter.prefix_cache`` false) is asked one question at a time from scratch.
+The prefixes of a group of images are prefilled together (left-padded to one width). A batch of
+questions, from any of the group's images, is laid out as ``[its image's prefix][padding][question]``:
+each row continues from its own image's rows of the cache, the padding is masked, and generation
+numbers positions by the attention mask, so each question's tokens sit at the positions they have
+when asked alone. Greedy answers therefore equal those of asking each question from scratch (tests
+compare them question by question, family by family). Rows are sorted by length before they are cut
+into batches, so little is padded. ``choice`` answers read the likelihood of each offered letter at
+the answer position (one step) instead of generating.
+
+A family whose model cannot continue from a cache (``VLMAdapter.prefix_cache`` false) is asked one
+question at a time from scratch; one whose rows cannot be padded (``batched_continuation`` false)
+continues one image and one question at a time.
 """
 
 from __future__ import annotations
@@ -40,18 +45,30 @@ class Ask:
     options: dict[str, str] | None = None
 
 
-class Engine:
-    """One model asked with one answer mode; see the module docstring."""
+Row = tuple[int, Ask]  # a question and the index of the image (in its group) whose prefix it continues
 
-    def __init__(self, model: ModelHandle, network: Any, processor: Any, mode: AnswerMode) -> None:
+
+class Engine:
+    """One model asked with one answer mode, ``batch_size`` questions per forward pass."""
+
+    def __init__(self, model: ModelHandle, network: Any, processor: Any, mode: AnswerMode, batch_size: int) -> None:
         self.adapter, self.network, self.processor, self.mode = model.adapter, network, processor, mode
         self.tokenizer = processor.tokenizer
-        self.stops = _stop_ids(network)
+        self.rows_per_batch = batch_size if self.adapter.batched_continuation else 1
 
-    def session(self, probes: Sequence[PromptPlan], load: Loader) -> Session:
-        """A session for the questions of one image; ``probes`` are their prompts (as far as known
-        before answering: with history, without it), from which the shared prefix is found."""
-        return Session(self, probes, cache(load))
+    def prefixes(self, probes: Sequence[Sequence[PromptPlan]], load: Loader) -> Prefixes:
+        """The encoded prefixes of a group of images; ``probes``: each image's prompts (as far as known
+        before answering: with history, without it), from which its shared prefix is found."""
+        if len(probes) > 1 and not self.adapter.groups_images:
+            raise ConfigError(f"{self.adapter.family}: its questions are asked one image at a time")
+        return Prefixes(self, probes, cache(load))
+
+    def answer_all(self, asks: Sequence[Sequence[Ask]], load: Loader) -> list[list[str]]:
+        """Every answer to each image's ``asks`` (prompts known up front)."""
+        prefixes = self.prefixes([[ask.plan for ask in image] for image in asks], load)
+        rows = [(image, ask) for image, image_asks in enumerate(asks) for ask in image_asks]
+        flat = iter(prefixes.answer(rows))
+        return [[next(flat) for _ in image] for image in asks]
 
     @torch.inference_mode()
     def letter_ids(self, letters: Sequence[str]) -> list[int]:
@@ -64,47 +81,46 @@ class Engine:
     def decode(self, tokens: Sequence[int]) -> str:
         return self.tokenizer.decode(list(tokens), skip_special_tokens=True).strip()
 
+    @torch.inference_mode()
+    def generate(self, tokens: dict[str, torch.Tensor], budget: int, **options: Any) -> Any:
+        return self.network.generate(
+            **tokens, max_new_tokens=budget, do_sample=False, num_beams=1, pad_token_id=self.tokenizer.pad_token_id,
+            temperature=None, top_p=None, top_k=None, **options,
+        )
 
-def _stop_ids(network: Any) -> set[int]:
-    eos = getattr(getattr(network, "generation_config", None), "eos_token_id", None)
-    return set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+    def pick(self, logits: torch.Tensor, ask: Ask) -> str:
+        """The offered letter ``logits`` (one answer position's) rank highest."""
+        letters = list(ask.options or {})
+        return letters[int(torch.argmax(logits[self.letter_ids(letters)]))]
 
 
-class Session:
-    """The questions of one image, answered from one encoded prefix."""
+class Prefixes:
+    """The prefixes of a group of images, prefilled together, and the questions continuing from them."""
 
-    def __init__(self, engine: Engine, probes: Sequence[PromptPlan], load: Loader) -> None:
+    def __init__(self, engine: Engine, probes: Sequence[Sequence[PromptPlan]], load: Loader) -> None:
         self.engine, self.load = engine, load
         self.encoded: dict[str, Example] = {}
-        self.prefix: torch.Tensor | None = None
-        self.cache: Any = None
+        self.heads: list[torch.Tensor] = []  # each image's prefix token ids
         if engine.adapter.prefix_cache and probes:
-            prompts = [load_prompt(plan, load) for plan in probes]
-            examples = engine.adapter.encode_alike(engine.processor, prompts)
-            self.encoded.update({repr(plan): example for plan, example in zip(probes, examples)})
-            self._prefill(examples)
+            self._prefill([self._encode_probes(plans) for plans in probes])
 
-    def answer(self, ask: Ask) -> str:
-        """The model's answer to ``ask``: generated text, or the likeliest offered letter."""
-        return self.answer_many([ask])[0]
-
-    def answer_many(self, asks: Sequence[Ask]) -> list[str]:
-        """Answers to ``asks`` (prompts known up front), asked in batches of one kind and budget."""
-        answers = [""] * len(asks)
-        kinds: dict[tuple[bool, int], list[int]] = {}
-        for index, ask in enumerate(asks):
-            kinds.setdefault((self._chooses(ask), ask.budget), []).append(index)
-        for (choose, budget), indices in kinds.items():
-            batch = [asks[index] for index in indices]
-            adapter = self.engine.adapter
-            if not adapter.prefix_cache:
-                outputs = [self._from_scratch(ask, choose) for ask in batch]
-            elif not adapter.batched_continuation:
-                outputs = [output for ask in batch for output in self._continue_many([ask], choose, budget)]
-            else:
-                outputs = self._continue_many(batch, choose, budget)
-            for index, output in zip(indices, outputs):
-                answers[index] = output
+    def answer(self, rows: Sequence[Row]) -> list[str]:
+        """Answers to ``rows``, in batches of one kind and budget: generated text, or the likeliest offered letter."""
+        answers = [""] * len(rows)
+        kinds: dict[tuple[bool, int], list[tuple[int, int, Example]]] = {}
+        for index, (image, ask) in enumerate(rows):
+            example = self._encode(ask.plan) if self.heads else None
+            if example is None or not _starts_with(example.tokens["input_ids"][0], self.heads[image]):
+                answers[index] = self._from_scratch(ask)  # a prompt outside its image's prefix (not expected)
+                continue
+            kinds.setdefault((self._chooses(ask), ask.budget), []).append((index, image, example))
+        for (choose, budget), members in kinds.items():
+            members.sort(key=lambda member: member[2].length - len(self.heads[member[1]]))  # little padding
+            size = self.engine.rows_per_batch
+            for chunk in (members[first:first + size] for first in range(0, len(members), size)):
+                outputs = self._continue(chunk, [rows[index][1] for index, _, _ in chunk], choose, budget)
+                for (index, _, _), output in zip(chunk, outputs):
+                    answers[index] = output
         return answers
 
     def _chooses(self, ask: Ask) -> bool:
@@ -112,83 +128,89 @@ class Session:
 
     # --- with the prefix cache ------------------------------------------------------------------
 
-    def _encode(self, plan: PromptPlan) -> Example:
-        key = repr(plan)
-        if key not in self.encoded:
-            prompt = load_prompt(plan, self.load)
-            self.encoded[key] = self.engine.adapter.encode(self.engine.processor, prompt)
-        return self.encoded[key]
-
-    @torch.inference_mode()
-    def _prefill(self, examples: list[Example]) -> None:
-        """Run the longest token prefix the examples share (every image in it) once, keeping its cache."""
+    def _encode_probes(self, plans: Sequence[PromptPlan]) -> Example:
+        """Encode one image's prompts; its prefix: the longest token prefix they share (every image in
+        it), and at least one token of each prompt is left to ask anew."""
+        engine = self.engine
+        examples = engine.adapter.encode_alike(engine.processor, [load_prompt(plan, self.load) for plan in plans])
+        self.encoded.update({repr(plan): example for plan, example in zip(plans, examples)})
         ids = [example.tokens["input_ids"][0] for example in examples]
-        length = min(len(row) for row in ids) - 1  # at least one token of each prompt is asked anew
+        length = min(len(row) for row in ids) - 1
         for row in ids[1:]:
             differs = torch.nonzero(ids[0][:length] != row[:length])
             length = int(differs[0]) if len(differs) else length
-        inputs = {key: value[:, :length].to(self.engine.network.device) for key, value in examples[0].tokens.items()}
-        media = {key: value.to(self.engine.network.device) for key, value in examples[0].media.items()}
-        self.cache = self.engine.network(**inputs, **media, use_cache=True).past_key_values
-        self.prefix = ids[0][:length]
+        self.heads.append(ids[0][:length])
+        return Example({key: value[:, :length] for key, value in examples[0].tokens.items()}, examples[0].media)
 
-    def _continue_many(self, asks: Sequence[Ask], choose: bool, budget: int) -> list[str]:
-        examples = [self._encode(ask.plan) for ask in asks]
-        if self.prefix is None or not all(_starts_with(e.tokens["input_ids"][0], self.prefix) for e in examples):
-            self._prefill(examples)  # prompts outside the shared prefix (not expected): a prefix of their own
-        if choose:
-            return self._choose(examples, asks)
-        tokens, width = self._batch(examples)
-        output = self._generate(tokens, len(examples), budget)
-        return [self.engine.decode(row[width:].tolist()) for row in output]
+    def _encode(self, plan: PromptPlan) -> Example:
+        key = repr(plan)
+        if key not in self.encoded:
+            self.encoded[key] = self.engine.adapter.encode(self.engine.processor, load_prompt(plan, self.load))
+        return self.encoded[key]
 
-    def _batch(self, examples: list[Example]) -> tuple[dict[str, torch.Tensor], int]:
-        """``[prefix][padding][rest of the prompt]`` rows: token tensors and the rows' common width."""
-        start, pad = len(self.prefix), self.engine.tokenizer.pad_token_id
-        width = max(example.length for example in examples)
-        tokens: dict[str, torch.Tensor] = {}
-        for key in examples[0].tokens:
-            rows = []
-            for example in examples:
-                value = example.tokens[key][0]
-                fill = pad if key == "input_ids" else 0  # the attention mask is 0 over the padding
-                gap = torch.full((width - len(value),), fill, dtype=value.dtype)
-                rows.append(torch.cat([value[:start], gap, value[start:]]))
-            tokens[key] = torch.stack(rows).to(self.engine.network.device)
-        return tokens, width
-
-    @torch.inference_mode()
-    def _generate(self, tokens: dict[str, torch.Tensor], rows: int, budget: int, **options: Any) -> Any:
-        """``generate`` from the prefix cache, repeated for each row: only the prompts' own tokens are computed."""
+    def _prefill(self, heads: list[Example]) -> None:
+        """Run every image's prefix once (one batch, left-padded), keeping the key/value cache and the
+        model's other per-row state (``VLMAdapter.row_state``)."""
         engine = self.engine
-        cache = copy.deepcopy(self.cache)
-        if rows > 1:
-            cache.batch_repeat_interleave(rows)
-        return engine.network.generate(
-            **tokens, cache=cache, max_new_tokens=budget, do_sample=False, num_beams=1,
-            pad_token_id=engine.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None, **options,
-        )
+        batch = engine.adapter.collate(heads, engine.tokenizer.pad_token_id, padding_side="left")
+        batch = {key: value.to(engine.network.device) for key, value in batch.items()}
+        self.cache = engine.generate(batch, 1, return_dict_in_generate=True).cache
+        self.rows = {key: batch[key] for key in heads[0].tokens}
+        self.state = {path: _attribute(engine.network, path) for path in engine.adapter.row_state}
 
-    def _choose(self, examples: list[Example], asks: Sequence[Ask]) -> list[str]:
-        tokens, _ = self._batch(examples)
-        logits = self._generate(tokens, len(examples), 1, output_logits=True, return_dict_in_generate=True).logits[0]
-        chosen = []
-        for row, ask in zip(logits, asks):
-            letters = list(ask.options or {})
-            chosen.append(letters[int(torch.argmax(row[self.engine.letter_ids(letters)]))])
-        return chosen
+    def _continue(self, chunk: Sequence[tuple[int, int, Example]], asks: Sequence[Ask], choose: bool,
+                  budget: int) -> list[str]:
+        engine = self.engine
+        images = torch.tensor([image for _, image, _ in chunk], device=engine.network.device)
+        tokens, width = self._batch(chunk, images)
+        cache = copy.deepcopy(self.cache)  # generation extends the cache it is given
+        if len(images) > 1 or len(self.heads) > 1:
+            cache.batch_select_indices(images)
+        for path, value in self.state.items():
+            if value is not None:
+                _set_attribute(engine.network, path, value[images])
+        if choose:
+            logits = engine.generate(tokens, 1, cache=cache, output_logits=True, return_dict_in_generate=True).logits[0]
+            return [engine.pick(row, ask) for row, ask in zip(logits, asks)]
+        output = engine.generate(tokens, budget, cache=cache)
+        return [engine.decode(row[width:].tolist()) for row in output]
+
+    def _batch(self, chunk: Sequence[tuple[int, int, Example]], images: torch.Tensor,
+               ) -> tuple[dict[str, torch.Tensor], int]:
+        """``[prefix][padding][rest of the prompt]`` rows: token tensors and the rows' common width."""
+        pad = self.engine.tokenizer.pad_token_id
+        tails = [(example, len(self.heads[image])) for _, image, example in chunk]
+        longest = max(example.length - start for example, start in tails)
+        tokens: dict[str, torch.Tensor] = {}
+        for key, prefix in self.rows.items():
+            rows = []
+            for example, start in tails:
+                value = example.tokens[key][0, start:]
+                fill = pad if key == "input_ids" else 0  # the attention mask is 0 over the padding
+                rows.append(torch.cat([torch.full((longest - len(value),), fill, dtype=value.dtype), value]))
+            tokens[key] = torch.cat([prefix[images], torch.stack(rows).to(prefix.device)], dim=1)
+        return tokens, tokens["input_ids"].shape[1]
 
     # --- without it -----------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _from_scratch(self, ask: Ask, choose: bool) -> str:
+    def _from_scratch(self, ask: Ask) -> str:
         engine, prompt = self.engine, load_prompt(ask.plan, self.load)
-        if not choose:
+        if not self._chooses(ask):
             return engine.adapter.generate(engine.network, engine.processor, [prompt], ask.budget)[0]
-        letters = list(ask.options or {})
-        logits = engine.adapter.next_token_logits(engine.network, engine.processor, [prompt])[0]
-        return letters[int(torch.argmax(logits[engine.letter_ids(letters)]))]
+        return engine.pick(engine.adapter.next_token_logits(engine.network, engine.processor, [prompt])[0], ask)
 
 
 def _starts_with(row: torch.Tensor, prefix: torch.Tensor) -> bool:
     return len(row) > len(prefix) and bool(torch.equal(row[:len(prefix)], prefix))
+
+
+def _attribute(root: Any, path: str) -> Any:
+    for name in path.split("."):
+        root = getattr(root, name)
+    return root
+
+
+def _set_attribute(root: Any, path: str, value: Any) -> None:
+    *parents, name = path.split(".")
+    setattr(_attribute(root, ".".join(parents)) if parents else root, name, value)

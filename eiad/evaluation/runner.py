@@ -38,6 +38,7 @@ from eiad.models.config import ModelHandle
 from eiad.questions import describe
 
 log = logging.getLogger(__name__)
+PACKAGE = Path(__file__).resolve().parents[1]  # eiad/
 
 
 @dataclass(frozen=True)
@@ -85,29 +86,45 @@ class Inputs:
         return mmad + ddqa
 
 
-def answer_job(engine: Engine, job: Job, inputs: Inputs, config: EvalConfig) -> dict[str, str]:
-    """Every answer of one job, by question id."""
-    answers: dict[str, str] = {}
-    if job.questions:
-        asking, root = inputs.asking, inputs.benchmark
-        probes = [plan(question, asking) for question in job.questions]
-        session = engine.session(probes, lambda path: load_rgb(root / path))
-        if asking.history:  # each question's prompt holds the answers before it: one at a time
-            history = ""
-            for question in job.questions:
-                output = session.answer(Ask(plan(question, asking, history), config.max_new_tokens, question.options))
-                answers[f"mmad:{question.id}"] = output
-                history += history_entry(question, output)
+def job_groups(jobs: list[Job], rows: int) -> list[list[Job]]:
+    """Consecutive jobs of one kind (MMAD or DDQA) gathered until their questions fill ``rows``.
+
+    The groups depend on the jobs alone, not on what an interrupted run answered nor on how many
+    processes share them, so every question is always asked in the same batch (same numerics)."""
+    groups: list[list[Job]] = []
+    for job in jobs:
+        last = groups[-1] if groups else None
+        if last is None or bool(last[0].questions) != bool(job.questions) or sum(len(j.ids) for j in last) >= rows:
+            groups.append([job])
         else:
-            outputs = session.answer_many([Ask(probe, config.max_new_tokens, question.options)
-                                           for question, probe in zip(job.questions, probes)])
-            answers.update({f"mmad:{question.id}": output for question, output in zip(job.questions, outputs)})
-    if job.records:
-        plans = [record_plan(record) for record in job.records]
-        session = engine.session(plans, lambda path: load_rgb(Path(path)))
-        asks = [Ask(prompt, config.answer_budget(TASKS[record["task"]].answer), record["choices"])
-                for record, prompt in zip(job.records, plans)]
-        answers.update({ddqa_id(record): output for record, output in zip(job.records, session.answer_many(asks))})
+            last.append(job)
+    return groups
+
+
+def answer_group(engine: Engine, jobs: list[Job], inputs: Inputs, config: EvalConfig) -> dict[str, str]:
+    """Every answer of a group of jobs, asked together, by question id."""
+    if not jobs[0].questions:
+        records = [job.records for job in jobs]
+        asks = [[Ask(record_plan(r), config.answer_budget(TASKS[r["task"]].answer), r["choices"]) for r in image]
+                for image in records]
+        outputs = engine.answer_all(asks, lambda path: load_rgb(Path(path)))
+        return {ddqa_id(r): output for image, answers in zip(records, outputs) for r, output in zip(image, answers)}
+    asking, root = inputs.asking, inputs.benchmark
+    load = lambda path: load_rgb(root / path)
+    if not asking.history:
+        asks = [[Ask(plan(q, asking), config.max_new_tokens, q.options) for q in job.questions] for job in jobs]
+        outputs = engine.answer_all(asks, load)
+        return {f"mmad:{q.id}": output for job, answers in zip(jobs, outputs) for q, output in zip(job.questions, answers)}
+    # each question's prompt holds the answers before it: the images' n-th questions are asked together
+    prefixes = engine.prefixes([[plan(q, asking) for q in job.questions] for job in jobs], load)
+    histories, answers = [""] * len(jobs), {}
+    for step in range(max(len(job.questions) for job in jobs)):
+        asked = [(image, job.questions[step]) for image, job in enumerate(jobs) if step < len(job.questions)]
+        outputs = prefixes.answer([(image, Ask(plan(q, asking, histories[image]), config.max_new_tokens, q.options))
+                                   for image, q in asked])
+        for (image, question), output in zip(asked, outputs):
+            answers[f"mmad:{question.id}"] = output
+            histories[image] += history_entry(question, output)
     return answers
 
 
@@ -136,10 +153,11 @@ def _join_group(world: int) -> Callable[[], None]:
 
 
 def run_key(model_dir: Path, inputs: Inputs, ddqa_test: Path, config: EvalConfig) -> str:
-    """What the cached answers depend on: the files read and every setting but how processes run."""
+    """What the cached answers depend on: the files read, the code that asks (answers of another
+    version of it are not reused) and every setting but how processes run."""
     settings = {key: value for key, value in asdict(config).items() if key not in ("launch", "bootstrap")}
     files = tree_digest([model_dir, inputs.benchmark, ddqa_test])
-    return f"{files}:{json.dumps(settings, sort_keys=True)}"
+    return f"{files}:{tree_digest([PACKAGE], '*.py')}:{json.dumps(settings, sort_keys=True)}"
 
 
 # --- the run --------------------------------------------------------------------------------------
@@ -159,8 +177,9 @@ def run_evaluation(model: ModelHandle, model_dir: Path, benchmark: Path, ddqa_te
     cache.open()
     done = cache.load()
     jobs = inputs.jobs()
-    mine = [job for index, job in enumerate(jobs) if index % world == rank]
-    pending = [job for job in mine if not all(key in done for key in job.ids)]
+    rows = config.batch_size if model.adapter.groups_images else 1
+    mine = [group for index, group in enumerate(job_groups(jobs, rows)) if index % world == rank]
+    pending = [group for group in mine if not all(key in done for job in group for key in job.ids)]
     asked = _answer(model, model_dir, pending, inputs, cache, config) if pending else 0
     barrier()
     if rank != 0:
@@ -172,16 +191,17 @@ def run_evaluation(model: ModelHandle, model_dir: Path, benchmark: Path, ddqa_te
     return write_outputs(inputs, answers, metrics_dir, predictions_dir, config)
 
 
-def _answer(model: ModelHandle, model_dir: Path, jobs: list[Job], inputs: Inputs, cache: AnswerCache,
+def _answer(model: ModelHandle, model_dir: Path, groups: list[list[Job]], inputs: Inputs, cache: AnswerCache,
             config: EvalConfig) -> int:
     processor = model.processor(model_dir)
     network = model.model(model_dir, config.precision).to(_device()).eval()
-    engine = Engine(model, network, processor, config.answer)
+    engine = Engine(model, network, processor, config.answer, config.batch_size)
     questions, start = 0, time.perf_counter()
-    with tqdm(jobs, desc="evaluate", unit="image") as progress:
-        for job in progress:
-            cache.append(answer_job(engine, job, inputs, config))
-            questions += len(job.ids)
+    with tqdm(total=sum(len(group) for group in groups), desc="evaluate", unit="image") as progress:
+        for group in groups:
+            cache.append(answer_group(engine, group, inputs, config))  # a group's answers in one durable write
+            questions += sum(len(job.ids) for job in group)
+            progress.update(len(group))
             progress.set_postfix(questions=questions, per_s=f"{questions / (time.perf_counter() - start):.2f}")
     return questions
 

@@ -58,6 +58,15 @@ class VLMAdapter:
     # and several prompts continue from it together, rows padded between prefix and question
     # (not for recurrent layers, whose state the padding would run through)
     batched_continuation: ClassVar[bool] = True
+    # attributes of the model (dotted paths) that a forward pass leaves with one row per prompt and
+    # the steps continuing from its cache read (Qwen's M-RoPE offsets): the engine selects their
+    # rows as it selects the cache's when questions of several images continue together
+    row_state: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def groups_images(self) -> bool:
+        """Whether the questions of several images are batched together (eiad.evaluation.engine)."""
+        return self.prefix_cache and self.batched_continuation
 
     # --- loading ------------------------------------------------------------------------
 
@@ -126,16 +135,16 @@ class VLMAdapter:
         """
         first = self.encode(processor, prompts[0])
         tokenizer, head = processor.tokenizer, self._text_to_last_image(processor, prompts[0])
-        texts = [processor.apply_chat_template(self.messages(p), add_generation_prompt=True, tokenize=False)
-                 for p in prompts]
-        tails = [tokenizer(text[len(head):], add_special_tokens=False, return_tensors="pt")["input_ids"]
-                 for text in texts]
-        shared = first.length - tails[0].shape[1]
-        ids = first.tokens["input_ids"]
-        alike = head is not None and shared > 0 and torch.equal(ids[:, shared:], tails[0]) \
-            and int(ids[0, shared - 1]) in tokenizer.added_tokens_decoder \
-            and all(text.startswith(head) and self._text_to_last_image(processor, p) == head
-                    for text, p in zip(texts[1:], prompts[1:]))
+        alike = head is not None and all(_same_through_last_image(prompts[0], prompt) for prompt in prompts[1:])
+        if alike:
+            texts = [processor.apply_chat_template(self.messages(p), add_generation_prompt=True, tokenize=False)
+                     for p in prompts]
+            rows = tokenizer([text[len(head):] for text in texts], add_special_tokens=False)["input_ids"]
+            tails = [torch.tensor([row], dtype=torch.long) for row in rows]
+            shared = first.length - tails[0].shape[1]
+            ids = first.tokens["input_ids"]
+            alike = shared > 0 and torch.equal(ids[:, shared:], tails[0]) \
+                and int(ids[0, shared - 1]) in tokenizer.added_tokens_decoder and all(t.startswith(head) for t in texts)
         if not alike:
             return [first, *(self.encode(processor, prompt) for prompt in prompts[1:])]
         examples = [first]
@@ -213,6 +222,14 @@ class VLMAdapter:
     def build_tiny(self, params: dict[str, Any], corpus: Sequence[str], dest: Path) -> None:
         """Build a small randomly initialised model of this family into ``dest`` (offline)."""
         raise ConfigError(f"model family {self.family!r} has no offline tiny model; use model.source: hub")
+
+
+def _same_through_last_image(one: Prompt, other: Prompt) -> bool:
+    """Whether two prompts hold the same parts up to their last image: the same images (the same
+    objects, as a cached loader returns them) and the same text between them."""
+    last = max((i for i, part in enumerate(one) if not isinstance(part, str)), default=-1)
+    return len(other) > last and all(isinstance(part, str) for part in other[last + 1:]) \
+        and all(a == b if isinstance(a, str) else a is b for a, b in zip(one[:last + 1], other))
 
 
 def standard_presets(llm: str, projector: str, vision: str) -> dict[str, str]:

@@ -38,6 +38,7 @@ def _vision(config: TinyQwenVLConfig) -> dict[str, Any]:
 class Qwen25VLAdapter(VLMAdapter):
     family = "qwen2_5_vl"
     model_types = ("qwen2_5_vl",)
+    row_state = ("model.rope_deltas",)  # M-RoPE: each prompt's offset of text positions after its images
     lora_presets = standard_presets(_LLM, _PROJECTOR, _VISION)
 
     def build_tiny(self, params: dict[str, Any], corpus: Sequence[str], dest: Path) -> None:

@@ -37,6 +37,7 @@ def _vision(config: TinyQwenVLConfig) -> dict[str, Any]:
 class Qwen2VLAdapter(VLMAdapter):
     family = "qwen2_vl"
     model_types = ("qwen2_vl",)
+    row_state = ("model.rope_deltas",)  # M-RoPE: each prompt's offset of text positions after its images
     lora_presets = standard_presets(_LLM, _PROJECTOR, _VISION)
 
     def process(self, processor: Any, text: str, images: list[Any]) -> Mapping[str, torch.Tensor]:
