@@ -9,12 +9,14 @@ the others down, and each starts with the whole GPU memory):
   scale  LoRA steps on a randomly initialised model of Qwen2-VL-7B's shape (built on the GPU
          in bf16, nothing downloaded) with synthetic image + text batches: tokens/s,
          samples/s, peak memory and model FLOPs utilisation
+  evaluate  MMAD 1-shot questions/s on the same random 7B shape (448-px demo benchmark
+         images): the MMAD-style loop against eiad's engine, generated and with choice scoring
 
 Missing packages (deepspeed, dvclive) are installed from a wheel folder when there is one
 (the device machine has no network; scripts/gpu_wheels.sh fills it), else the parts that need
 them are skipped with the reason. The last lines printed are one summary block.
 
-    python scripts/gpu_check.py                 # on the GPU machine, under 8 minutes
+    python scripts/gpu_check.py                 # on the GPU machine, under 9 minutes
     python scripts/gpu_check.py --cpu-smoke     # the same logic at toy sizes on a CPU
 """
 
@@ -44,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the device machine has the repository, not an installed eiad
 
 PARTS = ("env", "tiny", "scale")
-TIMEOUTS = {"env": 90, "tiny": 180, "scale": 300}  # seconds; the whole run is also capped by --budget
+TIMEOUTS = {"env": 90, "tiny": 180, "scale": 300, "evaluate": 150}  # seconds; the whole run is also capped by --budget
 NEEDS = {"tiny": ("deepspeed", "dvclive")}  # packages a part cannot run without
 # peak dense bf16 rates (TFLOP/s, no sparsity) by a substring of torch.cuda.get_device_name(); first match wins
 PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0),
@@ -449,8 +451,86 @@ def part_scale(smoke: bool, work: Path) -> dict[str, Any]:
     return {"runs": runs, "peak_bf16_tflops": peak, "params": params.__dict__, "lines": lines}
 
 
+def part_evaluate(smoke: bool, work: Path) -> dict[str, Any]:
+    """MMAD 1-shot questions/s of the MMAD-style loop (one question per call, batch 1), the engine
+    and the engine with choice scoring, on a random Qwen2-VL of the 7B shape, each after one image
+    asked untimed (as benchmarks/evaluate_speed.py does on the CPU)."""
+    import torch
+    from transformers import AutoConfig, Qwen2VLForConditionalGeneration
+
+    from eiad.benchmark.mmad import by_image, load_benchmark
+    from eiad.benchmark.protocols import PROTOCOLS, Asking, plan
+    from eiad.data.images import load_rgb
+    from eiad.evaluation.engine import Ask, Engine
+    from eiad.evaluation.runner import Job, job_groups
+    from eiad.models.config import ModelConfig, ModelHandle
+    from eiad.questions import load_prompt
+    from eiad.sources.demo import SOURCE as DEMO
+
+    cuda = torch.cuda.is_available()
+    if not smoke and not cuda:
+        raise Skip("no CUDA device visible to torch")
+    shape, device, dtype = (TOY, "cpu", torch.float32) if smoke else (QWEN2_VL_7B, "cuda", torch.bfloat16)
+    benchmark = work / "benchmark"
+    benchmark.mkdir(parents=True)
+    DEMO.fetch_benchmark({**copy.deepcopy(DEMO_BENCHMARK), "render": {**RENDER, "image_size": shape.image_side}},
+                         benchmark)
+    questions = load_benchmark(benchmark)
+    # the processor of a tiny model with the shape's patches; the network is the shape, with its token ids
+    tiny = {**params("model.tiny"), **TOY_MODEL, "patch_size": shape.patch, "merge_size": shape.merge,
+            "image_size": shape.image_side}
+    qwen = ModelHandle.from_config(ModelConfig.parse({**params("model"), "family": "qwen2_vl", "source": "tiny",
+                                                      "tiny": tiny}, "model"))
+    qwen.adapter.build_tiny(tiny, sorted({q.text for q in questions}), work / "processor")
+    processor, ids = qwen.adapter.load_processor(work / "processor"), AutoConfig.from_pretrained(work / "processor")
+    config = qwen2_vl_config(shape)
+    for name in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
+        setattr(config, name, getattr(ids, name))
+    torch.manual_seed(0)
+    with torch.device(device), default_dtype(dtype):
+        network = Qwen2VLForConditionalGeneration(config).eval()
+    asking = Asking(PROTOCOLS["mmad-1shot"], "random", 1, "minicpm", False, None)
+    load = lambda path: load_rgb(benchmark / path)
+    images = list(by_image(questions))[:3 if smoke else 24]
+
+    def loop(chosen: list[Any]) -> None:
+        for question in chosen:
+            qwen.adapter.generate(network, processor, [load_prompt(plan(question, asking), load)], 8)
+
+    def engine(mode: str) -> Callable[[list[Any]], None]:
+        asker = Engine(qwen, network, processor, mode, 32)
+
+        def ask(chosen: list[Any]) -> None:
+            for group in job_groups([Job(questions=tuple(image)) for image in by_image(chosen)], 32):
+                asker.answer_all([[Ask(plan(q, asking), 8, q.options) for q in job.questions] for job in group], load)
+        return ask
+
+    timed = [q for image in images[1:] for q in image]
+    rates = {}
+    for name, path in (("mmad-loop", loop), ("engine", engine("generate")), ("engine-choice", engine("choice"))):
+        path(images[0])  # untimed: first calls and lazy set-up
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        path(timed)
+        if cuda:
+            torch.cuda.synchronize()
+        rates[name] = len(timed) / (time.perf_counter() - start)
+    anchor = rates["mmad-loop"]
+    heading = (f"mmad-1shot on a random Qwen2-VL of {shape.hidden} wide, {shape.layers} layers ({device}, {dtype}), "
+               f"{len(timed)} questions over {len(images) - 1} images of {shape.image_side} px:")
+    lines = [heading]
+    lines += [f"{name}: {rate:.2f} questions/s" + ("" if name == "mmad-loop" else
+                                                  f", {rate / anchor:.1f}x the MMAD-style loop")
+              for name, rate in rates.items()]
+    peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None
+    return {"questions": len(timed), "questions_per_s": {k: round(v, 3) for k, v in rates.items()},
+            "ratios": {k: round(v / anchor, 2) for k, v in rates.items() if k != "mmad-loop"},
+            "peak_memory_gib": peak, "lines": lines}
+
+
 PART_FUNCTIONS: dict[str, Callable[[bool, Path], dict[str, Any]]] = {
-    "env": part_env, "tiny": part_tiny, "scale": part_scale}
+    "env": part_env, "tiny": part_tiny, "scale": part_scale, "evaluate": part_evaluate}
 
 
 # --- driver -----------------------------------------------------------------------------------
@@ -527,7 +607,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cpu-smoke", action="store_true", help="toy sizes and few steps, on the CPU if no GPU")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     parser.add_argument("--wheels", type=Path, default=REPO / ".whl", help="wheels to install missing packages from")
-    parser.add_argument("--budget", type=float, default=400, help="seconds for all parts together (installs aside)")
+    parser.add_argument("--budget", type=float, default=520, help="seconds for all parts together (installs aside)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)  # set in the child processes
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)

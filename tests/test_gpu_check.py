@@ -56,6 +56,13 @@ def test_scale_part_measures_every_variant(gpu_check, tmp_path):
     assert "MFU n/a" in result["lines"][1]  # no peak rate is known for a CPU
 
 
+def test_evaluate_part_compares_the_engine_with_the_mmad_loop(gpu_check, tmp_path):
+    result = gpu_check.part_evaluate(smoke=True, work=tmp_path)
+    assert result["questions"] > 0 and set(result["ratios"]) == {"engine", "engine-choice"}
+    assert all(rate > 0 for rate in result["questions_per_s"].values())
+    assert all("x the MMAD-style loop" in line for line in result["lines"][2:])
+
+
 def test_tiny_part_end_to_end(gpu_check, tmp_path, monkeypatch):
     # a single rank never uses the shared-memory all-reduce DeepSpeed would compile for the CPU
     monkeypatch.setattr(importlib.import_module("deepspeed.comm.torch"), "build_shm_op", lambda: None)
