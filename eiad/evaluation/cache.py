@@ -2,8 +2,8 @@
 
 Each process appends to its own file (``answers.rank<N>.jsonl``) one JSON line per answered
 question, flushed and fsync'ed, under a header naming the run: a digest of the model's files, the
-benchmark, the test split, the package's source and every setting that changes an answer. A cache of another run is
-cleared; a line cut short by a crash is dropped. The cache is scratch, not a DVC output (DVC would
+benchmark, the test split, the package's source and every setting that changes an answer. A cache
+of another run is cleared; a line cut short by a crash is dropped. The cache is scratch, not a DVC output (DVC would
 delete an output before re-running its stage), like training checkpoints.
 """
 

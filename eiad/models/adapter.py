@@ -158,7 +158,7 @@ class VLMAdapter:
 
     def _text_to_last_image(self, processor: Any, prompt: Prompt) -> str | None:
         """The chat text rendered up to the end of the prompt's last image (None without images)."""
-        last = max((i for i, part in enumerate(prompt) if not isinstance(part, str)), default=None)
+        last = _last_image(prompt)
         if last is None:
             return None
         mark = "\ue000"  # a private-use character no prompt holds: where the text after the images starts
@@ -224,10 +224,17 @@ class VLMAdapter:
         raise ConfigError(f"model family {self.family!r} has no offline tiny model; use model.source: hub")
 
 
+def _last_image(prompt: Prompt) -> int | None:
+    """The index of the prompt's last image (None without images)."""
+    return max((i for i, part in enumerate(prompt) if not isinstance(part, str)), default=None)
+
+
 def _same_through_last_image(one: Prompt, other: Prompt) -> bool:
     """Whether two prompts hold the same parts up to their last image: the same images (the same
     objects, as a cached loader returns them) and the same text between them."""
-    last = max((i for i, part in enumerate(one) if not isinstance(part, str)), default=-1)
+    last = _last_image(one)
+    if last is None:
+        return False
     return len(other) > last and all(isinstance(part, str) for part in other[last + 1:]) \
         and all(a == b if isinstance(a, str) else a is b for a, b in zip(one[:last + 1], other))
 
