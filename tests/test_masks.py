@@ -5,7 +5,14 @@ import pytest
 from PIL import Image
 
 from eiad.data.geometry import grid_cell, regions
-from eiad.data.images import MaskFile, encode_mask_png, read_image_size, read_mask
+from eiad.data.images import (
+    NOT_SEQUENTIAL,
+    MaskFile,
+    encode_mask_png,
+    read_image_size,
+    read_mask,
+    sequential_jpeg_problem,
+)
 from eiad.ddqa.boxes import format_boxes
 from eiad.ddqa.tasks import Geometry
 from eiad.errors import BadSampleError
@@ -98,17 +105,72 @@ def test_truncated_and_non_images_are_named(tmp_path):
         assert str(path) in str(caught.value)
 
 
-def test_a_jpeg_is_checked_in_draft_mode_at_its_full_size(tmp_path):
-    """Draft decoding (1/8 scale) still reads every byte: a JPEG cut short anywhere is caught."""
+def _jpeg(progressive: bool = False) -> bytes:
+    """A 320x240 photo-like JPEG (smooth, so its entropy-coded data is not random)."""
+    rng = np.random.default_rng(0)
+    pixels = np.asarray(Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)).resize((40, 30))
+                        .resize((320, 240), Image.BILINEAR))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90, progressive=progressive)
+    return buffer.getvalue()
+
+
+def _draft_decode_fails(data: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft(image.mode, (1, 1))
+            image.load()
+    except (OSError, SyntaxError, ValueError):
+        return True
+    return False
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_a_jpeg_cut_short_anywhere_is_caught(tmp_path, progressive):
+    """Sequential JPEGs are checked by their markers, progressive ones by a draft decode: either way
+    every cut is caught, and the size is the stored one."""
+    data = _jpeg(progressive)
+    assert (sequential_jpeg_problem(data) == NOT_SEQUENTIAL) == progressive
     good = tmp_path / "good.jpg"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)).save(good, quality=90)
+    good.write_bytes(data)
     assert read_image_size(good) == (320, 240)
-    data = good.read_bytes()
-    for cut in (len(data) // 3, len(data) - 50, len(data) - 2):
+    for cut in [*range(2, len(data), max(1, len(data) // 97)), len(data) - 2, len(data) - 1]:
         truncated = tmp_path / f"cut_{cut}.jpg"
         truncated.write_bytes(data[:cut])
-        with pytest.raises(BadSampleError, match="truncated or corrupt"):
+        with pytest.raises(BadSampleError, match="truncated or corrupt|not an image") as caught:
             read_image_size(truncated)
+        assert str(truncated) in str(caught.value)
+
+
+def test_the_marker_walk_catches_what_a_draft_decode_of_a_sequential_jpeg_catches():
+    """Damage inside the entropy-coded data: Pillow's decoder raises for few such files (it warns on
+    the rest); every one it rejects the marker walk rejects too."""
+    data = _jpeg()
+    scan = data.index(b"\xff\xda") + 20
+    rng = np.random.default_rng(1)
+    rejected_by_decode = rejected_by_walk = 0
+    for _ in range(300):
+        damaged = bytearray(data)
+        for position, value in zip(rng.integers(scan, len(data) - 2, 8), rng.integers(0, 256, 8)):
+            damaged[position] = value
+        by_decode, by_walk = _draft_decode_fails(bytes(damaged)), sequential_jpeg_problem(bytes(damaged)) is not None
+        assert by_walk or not by_decode
+        rejected_by_decode += by_decode
+        rejected_by_walk += by_walk
+    assert 0 < rejected_by_decode <= rejected_by_walk
+
+
+def test_a_thumbnail_in_the_header_does_not_make_a_cut_jpeg_whole(tmp_path):
+    """An application segment may hold a whole JPEG (an EXIF thumbnail, with its own end marker):
+    segments are skipped by length, so only the image's own end counts."""
+    data, thumbnail = _jpeg(), _jpeg()[:2000] + b"\xff\xd9"
+    segment = b"\xff\xef" + (len(thumbnail) + 2).to_bytes(2, "big") + thumbnail
+    with_thumbnail = data[:2] + segment + data[2:]
+    assert sequential_jpeg_problem(with_thumbnail) is None
+    assert "cut short" in sequential_jpeg_problem(with_thumbnail[:len(segment) + 3000])
+    path = tmp_path / "thumb.jpg"
+    path.write_bytes(with_thumbnail)
+    assert read_image_size(path) == (320, 240)
 
 
 def test_a_mask_file_tells_whether_it_is_already_an_organised_mask(tmp_path):

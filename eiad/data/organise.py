@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 class LayoutWriter:
     """Writes samples into the unified layout under ``root`` and keeps the manifest.
 
-    Every sample is validated before anything of it is written: the image must decode (JPEGs in
-    draft mode, which still catches truncation), the mask must have the image's size and, for a
+    Every sample is validated before anything of it is written: the image must be whole
+    (:func:`eiad.data.images.read_image_size`), the mask must have the image's size and, for a
     defective sample, be non-empty. A bad sample raises :class:`BadSampleError`, or is skipped
     and listed when the policy is ``skip``. Images are placed without copying their bytes where
     the file system allows (:func:`eiad.data.files.place`), and so are masks that already are
