@@ -9,6 +9,7 @@ family's package imports no other family's, so each stage depends on one family'
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,17 @@ def save_tiny(model_class: Any, model_config: Any, config: TinyConfig, processor
     model.generation_config.pad_token_id = pad_id
     model.save_pretrained(dest)
     processor.save_pretrained(dest)
+    for name in ("config.json", "generation_config.json"):
+        _drop_version_stamp(dest / name)
+
+
+def _drop_version_stamp(path: Path) -> None:
+    """Remove the transformers release ``save_pretrained`` stamps into a config (as it writes them:
+    indented, keys sorted): a model built from a seed then hashes the same under every release that
+    writes the same weights and settings, so ``dvc.lock`` holds across machines."""
+    config = json.loads(path.read_text())
+    config.pop("transformers_version", None)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def chatml_template(image: str) -> str:
