@@ -33,7 +33,7 @@ def place(source: Path, dest: Path) -> Placement:
 
 
 def _reflink(source: Path, dest: Path) -> bool:
-    device = os.stat(dest.parent).st_dev
+    device = os.stat(os.path.dirname(dest)).st_dev  # a string: Path.parent costs more than the stat
     if device in _NO_REFLINK:
         return False
     try:

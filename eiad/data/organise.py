@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -60,19 +61,23 @@ class LayoutWriter:
         log.info("%s: files placed as %s", self.dataset, dict(sorted(placements.items())))
         return self._finish(rows)
 
-    def _plan(self, samples: Sequence[NativeSample]) -> list[Path]:
-        """Each sample's image path in the layout, checked for clashes before any work starts."""
+    def _plan(self, samples: Sequence[NativeSample]) -> list[Targets]:
+        """Each sample's image (and mask) path in the layout, checked for clashes before any work
+        starts; the folders are made here, once each."""
+        folders: dict[tuple[str, str | None], str] = {}
         targets, seen = [], {}
         for sample in samples:
-            target = sample.folder() / "image" / f"{sample.stem}{sample.image.suffix.lower()}"
-            if target in seen:
-                raise DataError(sample.image, f"maps to the same organised file {target} as {seen[target]}")
-            seen[target] = sample.image
-            targets.append(target)
-        for folder in sorted({target.parent for target in targets}):
-            (self.root / folder).mkdir(parents=True, exist_ok=True)
-            if folder.parts[1] == "NG":
-                (self.root / folder.parent / "mask").mkdir(exist_ok=True)
+            folder = folders.get((sample.cls, sample.defect))
+            if folder is None:
+                folder = folders[sample.cls, sample.defect] = sample.folder().as_posix()
+                (self.root / folder / "image").mkdir(parents=True, exist_ok=True)
+                if sample.defect is not None:
+                    (self.root / folder / "mask").mkdir(exist_ok=True)
+            image = f"{folder}/image/{sample.stem}{sample.image.suffix.lower()}"
+            if image in seen:
+                raise DataError(sample.image, f"maps to the same organised file {image} as {seen[image]}")
+            seen[image] = sample.image
+            targets.append(Targets(image, f"{folder}/mask/{sample.stem}.png" if sample.defect is not None else None))
         return targets
 
     def _bad(self, err: BadSampleError) -> None:
@@ -91,21 +96,28 @@ class LayoutWriter:
         return self.report
 
 
+class Targets(NamedTuple):
+    """Where a sample's files go, relative to the layout's root (POSIX paths, as the manifest holds them)."""
+
+    image: str
+    mask: str | None
+
+
 Outcome = tuple[Sample, list[Placement]] | BadSampleError  # a sample's row and how its files were placed
 
 
-def _write_batch(root: Path, dataset: str, jobs: list[tuple[NativeSample, Path]]) -> list[Outcome]:
+def _write_batch(root: Path, dataset: str, jobs: list[tuple[NativeSample, Targets]]) -> list[Outcome]:
     """Organise a batch of samples (in a worker process); a bad sample's outcome is its error."""
     outcomes: list[Outcome] = []
-    for sample, image_rel in jobs:
+    for sample, targets in jobs:
         try:
-            outcomes.append(_write_sample(root, dataset, sample, image_rel))
+            outcomes.append(_write_sample(root, dataset, sample, targets))
         except BadSampleError as err:
             outcomes.append(err)
     return outcomes
 
 
-def _write_sample(root: Path, dataset: str, sample: NativeSample, image_rel: Path) -> tuple[Sample, list[Placement]]:
+def _write_sample(root: Path, dataset: str, sample: NativeSample, targets: Targets) -> tuple[Sample, list[Placement]]:
     """Validate one sample, then place its image and write (or place) its mask."""
     width, height = read_image_size(sample.image)
     mask = organised_mask = None
@@ -115,16 +127,13 @@ def _write_sample(root: Path, dataset: str, sample: NativeSample, image_rel: Pat
             raise BadSampleError(sample.image, f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height}")
         if not mask.any():
             raise BadSampleError(sample.image, "defective image has an empty mask (no defect pixel)")
-    placed = [place(sample.image, root / image_rel)]
-    mask_rel = None
+    placed = [place(sample.image, root / targets.image)]
     if mask is not None:
-        mask_rel = image_rel.parent.parent / "mask" / f"{sample.stem}.png"
         if organised_mask is not None:
-            placed.append(place(organised_mask, root / mask_rel))
+            placed.append(place(organised_mask, root / targets.mask))
         else:
-            (root / mask_rel).write_bytes(encode_mask_png(mask))
-    row = Sample(dataset, sample.cls, sample.defect or OK, image_rel.as_posix(), mask_rel and mask_rel.as_posix(),
-                 sample.group, sample.split)
+            (root / targets.mask).write_bytes(encode_mask_png(mask))
+    row = Sample(dataset, sample.cls, sample.defect or OK, targets.image, targets.mask, sample.group, sample.split)
     return row, placed
 
 
