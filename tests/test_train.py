@@ -261,13 +261,21 @@ def test_logits_only_where_answers_are_predicted_give_the_same_loss_and_gradient
     assert all(torch.allclose(full_grads[n], narrow_grads[n], atol=1e-6) for n in full_grads)
 
 
-def test_supervised_logits_only_trains_as_full_logits_do(trained, tiny_model, small_ddqa, tmp_path):
-    root, result = trained  # CONFIG keeps the params.yaml default: supervised logits only
-    assert CONFIG.supervised_logits_only
-    full = train_lora(MODEL, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", tmp_path / "checkpoints",
-                      tmp_path / "metrics", replace(CONFIG, supervised_logits_only=False))
-    assert full["train_loss"] == pytest.approx(result["train_loss"], rel=1e-4)
+@pytest.mark.parametrize("change", [{"padding_free": False}, {"padding_free": False, "supervised_logits_only": False}],
+                         ids=["padded", "padded-full-logits"])
+def test_padding_free_and_supervised_logits_train_as_padded_full_logits_do(trained, tiny_model, small_ddqa, tmp_path,
+                                                                           change):
+    root, result = trained  # CONFIG keeps the params.yaml defaults: padding-free, supervised logits only
+    assert CONFIG.padding_free and CONFIG.supervised_logits_only
+    other = train_lora(MODEL, tiny_model, small_ddqa / "train.jsonl", tmp_path / "adapter", tmp_path / "checkpoints",
+                       tmp_path / "metrics", replace(CONFIG, **change))
+    assert other["train_loss"] == pytest.approx(result["train_loss"], rel=1e-4)
     assert _loss_curve(tmp_path / "metrics") == pytest.approx(_loss_curve(root / "metrics"), rel=1e-4)
+
+
+def test_padding_free_needs_logits_only_where_answers_are_predicted():
+    with pytest.raises(ConfigError, match="padding_free needs supervised_logits_only"):
+        train_config(padding_free=True, supervised_logits_only=False)
 
 
 def test_gradient_checkpointing_trains(tiny_model, small_ddqa, tmp_path):

@@ -60,6 +60,9 @@ class TrainConfig(Params):
     # the output layer runs only where an answer token is predicted (the loss is the same; a family
     # whose forward is not transformers' kind computes logits everywhere)
     supervised_logits_only: bool
+    # a batch's records in one row without padding (families whose language model takes it; the
+    # loss is the same): the layers run on real tokens only
+    padding_free: bool
     group_by_length: bool  # batches of records of similar length (less padding); eager encoding only
     liger_kernel: bool  # Liger's Triton kernels (RMSNorm, RoPE, SwiGLU) for the family: GPUs, pip install liger-kernel
     torch_compile: str | None  # a torch.compile backend (inductor...), or null: no compilation
@@ -75,6 +78,9 @@ class TrainConfig(Params):
             raise ConfigError("train.dataloader_workers must be >= 0")
         if self.group_by_length and self.encoding != "eager":
             raise ConfigError("train.group_by_length needs encoding: eager (a record's length is known once encoded)")
+        if self.padding_free and not self.supervised_logits_only:
+            raise ConfigError("train.padding_free needs supervised_logits_only: true (a packed row's logits are taken "
+                              "where answers are predicted, in the padded batch's order)")
         if self.liger_kernel and importlib.util.find_spec("liger_kernel") is None:
             raise ConfigError("train.liger_kernel is asked for but not installed (pip install liger-kernel; GPUs only)")
 

@@ -24,11 +24,13 @@ from eiad.errors import ConfigError
 from eiad.io import atomic_directory, read_jsonl
 from eiad.launch import single_process_group
 from eiad.models.adapter import Example, VLMAdapter, matching_modules
+from eiad.models.attention import use_varlen_sdpa
 from eiad.models.config import ModelHandle
 from eiad.training.checkpoints import COMPLETE, agreed_resume_point, fingerprint
 from eiad.training.config import LoraSettings, TrainConfig, deepspeed_config_file
 from eiad.training.data import LazyExamples, encode_dataset
 from eiad.training.loss import answer_loss, logits_only_at, predicting_positions
+from eiad.training.packing import PREDICTING, pack
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,9 @@ class AnswerTrainer(Trainer):
                      num_items_in_batch: Any = None) -> Any:
         if self.output_layer is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        with logits_only_at(self.output_layer, predicting_positions(inputs["labels"])):
+        # a packed batch brings its row's predicting positions; a padded one's follow from its labels
+        predicting = inputs.pop(PREDICTING) if PREDICTING in inputs else predicting_positions(inputs["labels"])
+        with logits_only_at(self.output_layer, predicting):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
@@ -210,6 +214,7 @@ def _train(handle: ModelHandle, model_dir: Path, train_file: Path, out: Path, ch
     # frozen weights in the training precision (an 8B model: 16 GB in bf16, not 32); peft keeps
     # the LoRA weights in fp32 and the Trainer's autocast (or DeepSpeed) computes in bf16/fp16
     model = handle.model(model_dir, config.precision)
+    packed = padding_free(model, adapter, config)
     model = attach_lora(model, adapter, config.lora)  # fails fast, before encoding the data
     if config.gradient_checkpointing:
         model.enable_input_require_grads()
@@ -227,7 +232,7 @@ def _train(handle: ModelHandle, model_dir: Path, train_file: Path, out: Path, ch
             model=model,
             args=arguments,
             train_dataset=examples,
-            data_collator=training_collator(adapter, model.get_base_model(), pad_id),
+            data_collator=training_collator(adapter, model.get_base_model(), pad_id, packed),
             callbacks=callbacks,
             compute_loss_func=answer_loss(config.loss_reduction, config.grad_accum),
             output_layer=output_layer_to_narrow(model, config),
@@ -247,16 +252,33 @@ def run_summary(metrics: dict[str, float]) -> dict[str, float]:
             "train_seconds": round(metrics.get("train_runtime", 0.0), 1)}
 
 
-def training_collator(adapter: VLMAdapter, model: Any, pad_id: int) -> Callable[[list[Example]], dict[str, Any]]:
+def training_collator(adapter: VLMAdapter, model: Any, pad_id: int, packed: bool,
+                      ) -> Callable[[list[Example]], dict[str, Any]]:
     """Batches as the adapter collates them, with the position ids the family computes ahead of the
-    forward pass (in the data-loader workers, when there are any: off the training step)."""
+    forward pass, and ``packed`` into one row without padding (all in the data-loader workers, when
+    there are any: off the training step)."""
 
     def collate(examples: list[Example]) -> dict[str, Any]:
         batch = adapter.collate(examples, pad_id)
         positions = adapter.position_ids(model, batch)
-        return batch if positions is None else {**batch, "position_ids": positions}
+        batch = batch if positions is None else {**batch, "position_ids": positions}
+        return pack(batch) if packed else batch
 
     return collate
+
+
+def padding_free(model: Any, adapter: VLMAdapter, config: TrainConfig) -> bool:
+    """Whether batches are packed (``train.padding_free``, where the family's language model takes a
+    packed row); if so, its attention takes the records' bounds (flash-attention where the model
+    runs it, else :func:`~eiad.models.attention.varlen_sdpa`)."""
+    if not config.padding_free:
+        return False
+    if not adapter.padding_free:
+        log.info("train: %s takes padded batches only (train.padding_free applies to qwen2_vl and qwen2_5_vl)",
+                 adapter.family)
+        return False
+    use_varlen_sdpa(model.config.get_text_config())
+    return True
 
 
 def _revisits_records(config: TrainConfig, world_size: int, records: int) -> bool:

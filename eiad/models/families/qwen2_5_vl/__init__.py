@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eiad.models.adapter import VLMAdapter, standard_presets
+from eiad.models.adapter import standard_presets
+from eiad.models.qwen import QwenVLAdapter
 from eiad.models.tiny import TinyQwenVLConfig, build_tiny_qwen
 
 _LLM = r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
@@ -35,10 +36,9 @@ def _vision(config: TinyQwenVLConfig) -> dict[str, Any]:
     }
 
 
-class Qwen25VLAdapter(VLMAdapter):
+class Qwen25VLAdapter(QwenVLAdapter):
     family = "qwen2_5_vl"
     model_types = ("qwen2_5_vl",)
-    row_state = ("model.rope_deltas",)  # M-RoPE: each prompt's offset of text positions after its images
     lora_presets = standard_presets(_LLM, _PROJECTOR, _VISION)
 
     def build_tiny(self, params: dict[str, Any], corpus: Sequence[str], dest: Path) -> None:
