@@ -13,6 +13,7 @@ from eiad.ddqa.records import record_prompt
 from eiad.io import read_jsonl
 from eiad.models.attention import VARLEN_SDPA, use_varlen_sdpa, varlen_sdpa
 from eiad.models.fetch import fetch_base_model
+from eiad.models.qwen import PatchProjection
 from eiad.training.loss import answer_loss, logits_only_at, predicting_positions
 from eiad.training.packing import PREDICTING, pack
 from eiad.training.trainer import attach_lora, training_collator
@@ -74,17 +75,22 @@ def _records_batch(handle, folder, model, small_ddqa):
     return training_collator(handle.adapter, model, processor.tokenizer.pad_token_id, packed=False)(examples)
 
 
-def test_the_vision_tower_gives_the_same_outputs_with_one_attention_call(family, small_ddqa):
+def test_the_vision_tower_gives_the_same_outputs_with_one_attention_call_and_one_patch_product(family, small_ddqa):
     handle, folder = family
     model = handle.model(folder)
-    assert model.config.vision_config._attn_implementation == VARLEN_SDPA  # every load of the family
+    # every load of the family: attention over all images at once, the patch embedding as a product
+    assert model.config.vision_config._attn_implementation == VARLEN_SDPA
+    projection = model.model.visual.patch_embed.proj
+    assert type(projection) is PatchProjection
     batch = _records_batch(handle, folder, model, small_ddqa)
     inputs = {key: value for key, value in batch.items() if key != "labels"}
     with torch.no_grad():
-        varlen = model(**inputs).logits
+        fast = model(**inputs).logits
         model.config.vision_config._attn_implementation = "sdpa"  # transformers' loop, one call per image
-        looped = model(**inputs).logits
-    assert torch.allclose(varlen, looped, atol=1e-5)
+        projection.__class__ = torch.nn.Conv3d
+        plain = model(**inputs).logits
+    assert torch.allclose(fast, plain, atol=1e-5)
+    assert list(model.state_dict()) == list(handle.model(folder).state_dict())  # the same parameters, same names
 
 
 @pytest.mark.parametrize("reduction", ["token", "sample"])
