@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import model_handle
+from conftest import model_handle, train_config
 
 from eiad.ddqa.records import record_prompt
 from eiad.io import read_jsonl
@@ -123,6 +123,4 @@ def test_a_packed_batch_gives_the_padded_batch_loss_and_gradients(family, small_
 
 
 def _lora():
-    from conftest import train_config
-
     return train_config(lora={"r": 4, "alpha": 8, "dropout": 0.0, "targets": "all"}).lora

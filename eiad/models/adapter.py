@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 import torch
 
 from eiad.errors import ConfigError, DataError
-from eiad.models.attention import use_varlen_sdpa
 from eiad.questions import Prompt
 
 log = logging.getLogger(__name__)
@@ -63,10 +62,6 @@ class VLMAdapter:
     # the steps continuing from its cache read (Qwen's M-RoPE offsets): the engine selects their
     # rows as it selects the cache's when questions of several images continue together
     row_state: ClassVar[tuple[str, ...]] = ()
-    # sub-configs (of the model's config) whose modules attend within sequences laid end to end and
-    # bounded by cu_seqlens (Qwen's vision towers): they run eiad.models.attention.varlen_sdpa, one
-    # SDPA call where transformers' SDPA path makes one per image
-    varlen_attention: ClassVar[tuple[str, ...]] = ()
     # the language model takes a padding-free training batch (eiad.training.packing): records in one
     # row, restarting positions, the records' bounds passed to its attention
     padding_free: ClassVar[bool] = False
@@ -90,10 +85,7 @@ class VLMAdapter:
 
         if not (model_dir / "config.json").is_file():
             raise DataError(model_dir, "is not a model folder (no config.json)")
-        model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code)
-        for name in self.varlen_attention:
-            use_varlen_sdpa(getattr(model.config, name))
-        return model
+        return AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code)
 
     def lora_targets(self, name_or_regex: str) -> str:
         """A preset's regex, or the argument itself when it is not a preset name."""

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from eiad.models.adapter import VLMAdapter
+from eiad.models.attention import use_varlen_sdpa
 
 
 class PatchProjection(torch.nn.Conv3d):
@@ -31,11 +32,13 @@ class PatchProjection(torch.nn.Conv3d):
 
 class QwenVLAdapter(VLMAdapter):
     row_state = ("model.rope_deltas",)  # M-RoPE: each prompt's offset of text positions after its images
-    varlen_attention = ("vision_config",)
     padding_free = True
 
     def load_model(self, model_dir: Path, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False) -> Any:
+        """The model with its vision tower attending to all images in one SDPA call (transformers'
+        SDPA path makes one per image) and its patch embedding as one matrix product."""
         model = super().load_model(model_dir, dtype, trust_remote_code)
+        use_varlen_sdpa(model.config.vision_config)
         projection = model.model.visual.patch_embed.proj
         if type(projection) is torch.nn.Conv3d and projection.kernel_size == projection.stride \
                 and not any(projection.padding) and projection.groups == 1:

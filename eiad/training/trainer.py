@@ -274,8 +274,7 @@ def padding_free(model: Any, adapter: VLMAdapter, config: TrainConfig) -> bool:
     if not config.padding_free:
         return False
     if not adapter.padding_free:
-        log.info("train: %s takes padded batches only (train.padding_free applies to qwen2_vl and qwen2_5_vl)",
-                 adapter.family)
+        log.info("train: %s takes padded batches only (train.padding_free does not apply to it)", adapter.family)
         return False
     use_varlen_sdpa(model.config.get_text_config())
     return True
