@@ -71,6 +71,20 @@ def test_qwen2_vl_encodes_as_its_processor_does(tiny_model, small_ddqa):
             assert all(ours[key].dtype == theirs[key].dtype and torch.equal(ours[key], theirs[key]) for key in ours)
 
 
+def test_chats_render_once_per_layout_as_the_processor_renders_them(tiny_model, small_ddqa):
+    processor = QWEN.load_processor(tiny_model)
+    prompt, answer = record_prompt(next(r for r in read_jsonl(small_ddqa / "train.jsonl") if r["task"] == "DC"))
+    other_image = [prompt[0].resize((56, 28)), *prompt[1:]]  # another image, the same layout
+    for with_answer in (None, answer):
+        expected = processor.apply_chat_template(QWEN.messages(prompt, with_answer), tokenize=False,
+                                                 add_generation_prompt=with_answer is None)
+        assert QWEN.render(processor, prompt, with_answer) == expected
+        assert QWEN.render(processor, other_image, with_answer) == expected
+    assert QWEN.render(processor, [*prompt, "More text."]) != QWEN.render(processor, prompt)
+    processor.chat_template = processor.chat_template.replace("<|im_start|>assistant", "<|im_start|>inspector")
+    assert "inspector" in QWEN.render(processor, prompt)  # a replaced template is not served from before
+
+
 def test_qwen2_vl_positions_computed_ahead_are_the_forward_passes_own(tiny_model, small_ddqa):
     processor = QWEN.load_processor(tiny_model)
     model = QWEN.load_model(tiny_model).eval()
