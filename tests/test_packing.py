@@ -75,6 +75,25 @@ def _records_batch(handle, folder, model, small_ddqa):
     return training_collator(handle.adapter, model, processor.tokenizer.pad_token_id, packed=False)(examples)
 
 
+def test_the_collator_keeps_each_records_positions_equal_to_the_batchs_own(family, small_ddqa):
+    """Positions computed per record, once, and padded: the family's positions for the whole batch."""
+    handle, folder = family
+    model, processor = handle.model(folder), handle.processor(folder)
+    records = read_jsonl(small_ddqa / "train.jsonl")
+    chosen = [next(r for r in records if r["task"] == task) for task in ("DFM", "AD", "DC", "RDL")]  # unequal
+    examples = [handle.adapter.encode(processor, *record_prompt(record)) for record in chosen]
+    collate = training_collator(handle.adapter, model, processor.tokenizer.pad_token_id, packed=False)
+
+    def batch_positions(chosen):
+        return handle.adapter.position_ids(model, handle.adapter.collate(chosen, processor.tokenizer.pad_token_id))
+
+    assert torch.equal(collate(examples[:2])["position_ids"], batch_positions(examples[:2]))
+    kept = [example.derived["position_ids"] for example in examples[:2]]
+    mixed = examples[::-1]  # two drawn again (their kept positions), two for the first time
+    assert torch.equal(collate(mixed)["position_ids"], batch_positions(mixed))
+    assert all(example.derived["position_ids"] is row for example, row in zip(examples, kept))
+
+
 def test_the_vision_tower_gives_the_same_outputs_with_one_attention_call_and_one_patch_product(family, small_ddqa):
     handle, folder = family
     model = handle.model(folder)

@@ -12,7 +12,7 @@ import functools
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,6 +34,8 @@ class Example:
 
     tokens: dict[str, torch.Tensor]
     media: dict[str, torch.Tensor]
+    # what is derived from the sample once and reused with it (training: its position ids)
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def length(self) -> int:

@@ -256,12 +256,30 @@ def training_collator(adapter: VLMAdapter, model: Any, pad_id: int, packed: bool
                       ) -> Callable[[list[Example]], dict[str, Any]]:
     """Batches as the adapter collates them, with the position ids the family computes ahead of the
     forward pass, and ``packed`` into one row without padding (all in the data-loader workers, when
-    there are any: off the training step)."""
+    there are any: off the training step).
+
+    Positions are computed for a batch's records drawn for the first time, in one call, and kept
+    with each record: Qwen's M-RoPE positions took 16 ms of a demo step of 32 records (a Python
+    loop over records and images), and the demo draws each record 14 times."""
+
+    def keep_positions(examples: list[Example], batch: dict[str, torch.Tensor]) -> None:
+        # one call for the records drawn for the first time (the family's loop is per batch), kept per record
+        new = [example for example in examples if "position_ids" not in example.derived]
+        if not new:
+            return
+        positions = adapter.position_ids(model, batch if len(new) == len(examples) else adapter.collate(new, pad_id))
+        for index, example in enumerate(new):
+            row = None if positions is None else positions.narrow(-2, index, 1)[..., :example.length].clone()
+            example.derived["position_ids"] = row
 
     def collate(examples: list[Example]) -> dict[str, Any]:
         batch = adapter.collate(examples, pad_id)
-        positions = adapter.position_ids(model, batch)
-        batch = batch if positions is None else {**batch, "position_ids": positions}
+        keep_positions(examples, batch)
+        rows = [example.derived["position_ids"] for example in examples]
+        if rows[0] is not None:  # right-padded with 0, as the batch's own computation leaves padding
+            width = batch["input_ids"].shape[1]
+            positions = [torch.nn.functional.pad(row, (0, width - row.shape[-1])) for row in rows]
+            batch = {**batch, "position_ids": torch.cat(positions, dim=-2)}
         return pack(batch) if packed else batch
 
     return collate
