@@ -168,9 +168,8 @@ class Prefixes:
         engine = self.engine
         images = torch.tensor([image for _, image, _ in chunk], device=engine.network.device)
         tokens, width = self._batch(chunk, images)
-        cache = copy.deepcopy(self.cache)  # generation extends the cache it is given
-        if len(images) > 1 or len(self.heads) > 1:
-            cache.batch_select_indices(images)
+        # one step appends once; generation's steps would copy a growing cache again each time
+        cache = self._selected(images) if choose else self._preallocated(images, width + budget)
         for path, value in self.state.items():
             if value is not None:
                 _set_attribute(engine.network, path, value[images])
@@ -179,6 +178,31 @@ class Prefixes:
             return [engine.pick(row, ask) for row, ask in zip(logits, asks)]
         output = engine.generate(tokens, budget, cache=cache)
         return [engine.decode(row[width:].tolist()) for row in output]
+
+    def _selected(self, images: torch.Tensor) -> Any:
+        """The prefix cache's ``images`` rows, in a copy (generation extends the cache it is given)."""
+        cache = copy.deepcopy(self.cache)
+        if len(images) > 1 or len(self.heads) > 1:
+            cache.batch_select_indices(images)
+        return cache
+
+    def _preallocated(self, images: torch.Tensor, room: int) -> Any:
+        """The prefix cache's ``images`` rows in a cache of ``room`` positions that generation fills in
+        place: a growing cache copies every row's keys and values again at each generated token
+        (measured at mid size, 1-shot: 3% more questions/s; for choice scoring's single step the
+        growing cache is faster). Where the model's layers are not all plain attention layers, the
+        growing cache."""
+        from transformers import StaticCache
+        from transformers.cache_utils import DynamicLayer, StaticLayer
+
+        cache = StaticCache(config=self.engine.network.config, max_cache_len=room)
+        prefix = getattr(self.cache, "layers", [])
+        if len(cache.layers) != len(prefix) or any(type(layer) is not StaticLayer for layer in cache.layers) \
+                or any(type(layer) is not DynamicLayer for layer in prefix):
+            return self._selected(images)
+        for layer, rows in zip(cache.layers, prefix):
+            layer.update(rows.keys[images], rows.values[images])
+        return cache
 
     def _batch(self, chunk: Sequence[tuple[int, int, Example]], images: torch.Tensor,
                ) -> tuple[dict[str, torch.Tensor], int]:
