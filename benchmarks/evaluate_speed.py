@@ -62,6 +62,7 @@ def _time_path(path: str, model_dir: str, benchmark: str, protocol: str, images:
     from eiad.benchmark.mmad import by_image
     from eiad.benchmark.protocols import PROTOCOLS, Asking, plan
     from eiad.data.images import load_rgb
+    from eiad.evaluation.anchor import ask_as_mmad
     from eiad.evaluation.engine import Ask, Engine
     from eiad.evaluation.runner import Job, job_groups
     from eiad.models import get_adapter
@@ -88,7 +89,7 @@ def _time_path(path: str, model_dir: str, benchmark: str, protocol: str, images:
     def ask(chosen: list[Any]) -> None:
         if path == "mmad-loop":
             for question in chosen:
-                _ask_as_mmad(adapter, network, processor, load_prompt(plan(question, asking), load))
+                ask_as_mmad(adapter, network, processor, load_prompt(plan(question, asking), load), 8)
         elif path == "loop-eiad-model":
             for question in chosen:
                 adapter.generate(network, processor, [load_prompt(plan(question, asking), load)], 8)
@@ -107,21 +108,6 @@ def _time_path(path: str, model_dir: str, benchmark: str, protocol: str, images:
         asked += len(questions)
     seconds = time.perf_counter() - start
     return {"per_s": asked / seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-
-def _ask_as_mmad(adapter: Any, network: Any, processor: Any, prompt: Any) -> str:
-    """One question as MMAD's scripts ask it: the processor's own chat template and call (no caching,
-    no family shortcut), then transformers' greedy ``generate``."""
-    import torch
-
-    from eiad.models.adapter import VLMAdapter
-
-    text = processor.apply_chat_template(adapter.messages(prompt), add_generation_prompt=True, tokenize=False)
-    inputs = VLMAdapter.process(adapter, processor, text, [part for part in prompt if not isinstance(part, str)])
-    with torch.inference_mode():
-        output = network.generate(**inputs, max_new_tokens=8, do_sample=False, num_beams=1, temperature=None,
-                                  top_p=None, top_k=None, pad_token_id=processor.tokenizer.pad_token_id)
-    return processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0]
 
 
 def _in_child(function: Any, *args: Any) -> Any:

@@ -452,15 +452,17 @@ def part_scale(smoke: bool, work: Path) -> dict[str, Any]:
 
 
 def part_evaluate(smoke: bool, work: Path) -> dict[str, Any]:
-    """MMAD 1-shot questions/s of the MMAD-style loop (one question per call, batch 1), the engine
-    and the engine with choice scoring, on a random Qwen2-VL of the 7B shape, each after one image
-    asked untimed (as benchmarks/evaluate_speed.py does on the CPU)."""
+    """MMAD 1-shot questions/s of the MMAD-style loop (one question per call, batch 1, as MMAD's
+    scripts ask: eiad.evaluation.anchor), the engine and the engine with choice scoring, on a random
+    Qwen2-VL of the 7B shape, each after one image asked untimed (as benchmarks/evaluate_speed.py
+    does on the CPU)."""
     import torch
     from transformers import AutoConfig, Qwen2VLForConditionalGeneration
 
     from eiad.benchmark.mmad import by_image, load_benchmark
     from eiad.benchmark.protocols import PROTOCOLS, Asking, plan
     from eiad.data.images import load_rgb
+    from eiad.evaluation.anchor import ask_as_mmad
     from eiad.evaluation.engine import Ask, Engine
     from eiad.evaluation.runner import Job, job_groups
     from eiad.models.config import ModelConfig, ModelHandle
@@ -495,7 +497,7 @@ def part_evaluate(smoke: bool, work: Path) -> dict[str, Any]:
 
     def loop(chosen: list[Any]) -> None:
         for question in chosen:
-            qwen.adapter.generate(network, processor, [load_prompt(plan(question, asking), load)], 8)
+            ask_as_mmad(qwen.adapter, network, processor, load_prompt(plan(question, asking), load), 8)
 
     def engine(mode: str) -> Callable[[list[Any]], None]:
         asker = Engine(qwen, network, processor, mode, 32)

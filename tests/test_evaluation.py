@@ -235,3 +235,25 @@ def test_engine_answers_equal_asking_each_question_from_scratch_on_qwen2_vl(tiny
     answers = engine.answer_all([[Ask(p, b, r["choices"]) for p, b, r in zip(plans, budgets, mine)]], disk)[0]
     assert answers == [handle.adapter.generate(network, processor, [load_prompt(p, disk)], b)[0]
                        for p, b in zip(plans, budgets)]
+
+
+def test_the_mmad_style_anchor_answers_as_the_pipeline_asks_from_scratch(tiny_model, few):
+    """The speed anchor (the processor's own template and call, stock loading) asks the same questions:
+    its answers equal the from-scratch ones question by question, so its speed is a like-for-like anchor."""
+    from transformers import AutoModelForImageTextToText
+
+    from eiad.benchmark.mmad import load_benchmark
+    from eiad.benchmark.protocols import PROTOCOLS, Asking, plan
+    from eiad.data.images import load_rgb
+    from eiad.evaluation.anchor import ask_as_mmad
+    from eiad.questions import load_prompt
+
+    handle = model_handle()
+    processor, network = handle.processor(tiny_model), handle.model(tiny_model).eval()
+    stock = AutoModelForImageTextToText.from_pretrained(tiny_model).eval()
+    benchmark, _ = few
+    asking = Asking(PROTOCOLS["mmad-1shot"], "random", 1, "minicpm", False, None)
+    prompts = [load_prompt(plan(q, asking), lambda path: load_rgb(benchmark / path))
+               for q in load_benchmark(benchmark)][:6]
+    assert [ask_as_mmad(handle.adapter, stock, processor, prompt, 5) for prompt in prompts] == \
+        [handle.adapter.generate(network, processor, [prompt], 5)[0] for prompt in prompts]

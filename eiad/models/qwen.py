@@ -47,8 +47,9 @@ class QwenVLAdapter(VLMAdapter):
 
     def position_ids(self, model: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
         """M-RoPE positions exactly as the forward pass computes them: a Python loop over the
-        batch's records and images (35 ms of a demo step of 32 records on one thread), and what a
-        padding-free batch needs (a packed row's positions cannot be computed from it)."""
+        batch's records and images (13-16 ms a demo batch of 32 on one thread; the training collator
+        keeps each record's), and what a padding-free batch needs (a packed row's positions cannot be
+        computed from it)."""
         return model.model.compute_3d_position_ids(
             input_ids=batch["input_ids"], inputs_embeds=None, image_grid_thw=batch.get("image_grid_thw"),
             video_grid_thw=None, attention_mask=batch["attention_mask"], cache=None,
