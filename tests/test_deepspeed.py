@@ -76,7 +76,12 @@ def test_zero3_saves_the_whole_adapter(plain, tiny_model, small_ddqa, tmp_path):
     got = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     want = load_file(root / "adapter" / "adapter_model.safetensors")
     assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in want.items()}
-    assert all(torch.allclose(got[k], want[k], atol=1e-5) for k in want)
+    # ZeRO-3 sums gradients over flat partitions, the plain Trainer per tensor: on some CPUs the two
+    # orders differ where a gradient element cancels to near zero, and Adam turns that into up to a
+    # few 1e-5 of a step (CI saw it; this host matches to 1e-7). A slice left ungathered is off by
+    # the whole weight: lora_B moved about 2 x 3e-3 from zero in two steps, lora_A is about 0.1 wide.
+    far = {k: float((got[k] - want[k]).abs().max()) for k in want}
+    assert {k: d for k, d in far.items() if d > 1e-3} == {}
 
 
 def test_zero2_resumes_an_interrupted_run(tiny_model, small_ddqa, tmp_path):
