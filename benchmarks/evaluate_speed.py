@@ -110,6 +110,43 @@ def _time_path(path: str, model_dir: str, benchmark: str, protocol: str, images:
     return {"per_s": asked / seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def _reuse_bound(model_dir: Path, benchmark: Path, protocol: str, images: int) -> str:
+    """What exact per-image reuse can save on these questions, asked one by one against once per
+    image (each image's shared prefix once, then each question's own tokens, as the engine asks
+    them): prompt tokens through the language model, query-key pairs of its causal attention, and
+    images through the vision tower. Time spent on each shrinks at most by its ratio, so the
+    largest of the three bounds any exact reuse's speed-up, but for the loop's generated tokens
+    after the first (small on a compute-bound model)."""
+    from eiad.benchmark.mmad import by_image
+    from eiad.benchmark.protocols import PROTOCOLS, Asking, plan
+    from eiad.data.images import load_rgb
+    from eiad.evaluation.engine import shared_prefix_length
+    from eiad.models import get_adapter
+    from eiad.params import load_params
+    from eiad.questions import load_prompt
+
+    adapter = get_adapter(load_params("model.family"))
+    processor = adapter.load_processor(model_dir)
+    asking = Asking(PROTOCOLS[protocol], "random", 1, "minicpm", False, None)
+    load = lambda name: load_rgb(benchmark / name)
+    loop, reuse = [0, 0, 0], [0, 0, 0]  # tokens, attention pairs, images
+    for group in by_image(_questions(benchmark, images)):
+        plans = [plan(question, asking) for question in group]
+        ids = [adapter.encode(processor, load_prompt(one, load)).tokens["input_ids"][0] for one in plans]
+        prefix, lengths = shared_prefix_length(ids), [len(row) for row in ids]
+        pictures = sum(not isinstance(part, str) for part in plans[0])
+        loop = [loop[0] + sum(lengths), loop[1] + sum(n * (n + 1) // 2 for n in lengths),
+                loop[2] + pictures * len(plans)]
+        own = [n - prefix for n in lengths]
+        reuse = [reuse[0] + prefix + sum(own),
+                 reuse[1] + prefix * (prefix + 1) // 2 + sum(t * prefix + t * (t + 1) // 2 for t in own),
+                 reuse[2] + pictures]
+    names = ("prompt tokens", "attention pairs", "images through the vision tower")
+    parts = [f"{name} {one:,} one by one, {once:,} once per image ({one / once:.2f}x less)"
+             for name, one, once in zip(names, loop, reuse)]
+    return "  bound of exact per-image reuse: " + "; ".join(parts)
+
+
 def _in_child(function: Any, *args: Any) -> Any:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(function, args)
@@ -142,6 +179,7 @@ def _speed(models: dict[str, Path], benchmark: Path, images: int, rounds: int, b
                 if path not in ("mmad-loop", "loop-eiad-model"):
                     ratio += f", {per_s / same_model:.1f}x the loop on eiad's model"
                 click.echo(f"  {path:<16} {per_s:7.2f} questions/s  peak RSS {rss:6.0f} MB{ratio}")
+            click.echo(_reuse_bound(model_dir, benchmark, protocol, images))
 
 
 def _whole_run_rss(model_dir: str, benchmark: str, ddqa_test: str, scratch: str) -> float:

@@ -11,7 +11,14 @@ from conftest import model_handle, train_config
 
 from eiad.ddqa.records import record_prompt
 from eiad.io import read_jsonl
-from eiad.models.attention import VARLEN_SDPA, use_varlen_sdpa, varlen_sdpa
+from eiad.models.attention import (
+    MASKED_GQA_SDPA,
+    VARLEN_SDPA,
+    masked_gqa_sdpa,
+    use_masked_gqa_sdpa,
+    use_varlen_sdpa,
+    varlen_sdpa,
+)
 from eiad.models.fetch import fetch_base_model
 from eiad.models.qwen import PatchProjection
 from eiad.training.loss import answer_loss, logits_only_at, predicting_positions
@@ -64,6 +71,38 @@ def test_varlen_sdpa_attends_within_each_sequence(lengths, causal):
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, expected_grads))
     with pytest.raises(ValueError, match="cu_seq_lens_q"):
         varlen_sdpa(module, query, key, value)
+
+
+@pytest.mark.parametrize("masked", [True, False], ids=["padded rows", "no mask"])
+def test_masked_gqa_sdpa_equals_transformers_sdpa(masked):
+    """The engine's padded continuations: grouped key/value heads read in place, the same outputs as
+    transformers' SDPA, which copies them out per query head."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    generator = torch.Generator().manual_seed(0)
+    query = torch.randn(3, 4, 5, 8, generator=generator)
+    key, value = (torch.randn(3, 2, 9, 8, generator=generator) for _ in range(2))
+    # left padding, as the engine lays rows out: each row's first keys are masked
+    mask = (torch.arange(9) >= torch.tensor([0, 2, 4])[:, None])[:, None, None, :].expand(3, 1, 5, 9) if masked else None
+    module = type("Attention", (), {"is_causal": True, "num_key_value_groups": 2})()
+    got, _ = masked_gqa_sdpa(module, query, key, value, mask, scaling=0.3)
+    expected, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.3)
+    assert got.shape == expected.shape == (3, 5, 4, 8)
+    assert torch.equal(got, expected)
+
+
+def test_the_engine_runs_its_language_model_with_masked_gqa_sdpa(family):
+    from eiad.evaluation.engine import Engine
+
+    handle, folder = family
+    network = handle.model(folder).eval()
+    Engine(handle, network, handle.processor(folder), "choice", 4)
+    assert network.config.get_text_config()._attn_implementation == MASKED_GQA_SDPA
+    assert network.config.vision_config._attn_implementation == VARLEN_SDPA  # the vision tower's stays
+    other = handle.model(folder).config.get_text_config()
+    other._attn_implementation = "eager"
+    use_masked_gqa_sdpa(other)
+    assert other._attn_implementation == "eager"  # only SDPA is replaced
 
 
 def _records_batch(handle, folder, model, small_ddqa):

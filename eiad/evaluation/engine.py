@@ -29,6 +29,7 @@ from PIL import Image
 from eiad.errors import ConfigError
 from eiad.evaluation.config import AnswerMode
 from eiad.models.adapter import Example
+from eiad.models.attention import use_masked_gqa_sdpa
 from eiad.models.config import ModelHandle
 from eiad.questions import PromptPlan, load_prompt
 
@@ -53,6 +54,7 @@ class Engine:
 
     def __init__(self, model: ModelHandle, network: Any, processor: Any, mode: AnswerMode, batch_size: int) -> None:
         self.adapter, self.network, self.processor, self.mode = model.adapter, network, processor, mode
+        use_masked_gqa_sdpa(network.config.get_text_config())  # padded rows: no copies of grouped heads
         self.tokenizer = processor.tokenizer
         self.rows_per_batch = batch_size if self.adapter.batched_continuation else 1
         self._letters: dict[tuple[str, ...], list[int]] = {}  # each set of option letters tokenised once
@@ -140,10 +142,7 @@ class Prefixes:
         examples = engine.adapter.encode_alike(engine.processor, [load_prompt(plan, self.load) for plan in plans])
         self.encoded.update({repr(plan): example for plan, example in zip(plans, examples)})
         ids = [example.tokens["input_ids"][0] for example in examples]
-        length = min(len(row) for row in ids) - 1
-        for row in ids[1:]:
-            differs = torch.nonzero(ids[0][:length] != row[:length])
-            length = int(differs[0]) if len(differs) else length
+        length = shared_prefix_length(ids)
         self.heads.append(ids[0][:length])
         return Example({key: value[:, :length] for key, value in examples[0].tokens.items()}, examples[0].media)
 
@@ -228,6 +227,15 @@ class Prefixes:
         if not self._chooses(ask):
             return engine.adapter.generate(engine.network, engine.processor, [prompt], ask.budget)[0]
         return engine.pick(engine.adapter.next_token_logits(engine.network, engine.processor, [prompt])[0], ask)
+
+
+def shared_prefix_length(rows: Sequence[torch.Tensor]) -> int:
+    """How many leading tokens all ``rows`` share, leaving at least one token of each to ask anew."""
+    length = min(len(row) for row in rows) - 1
+    for row in rows[1:]:
+        differs = torch.nonzero(rows[0][:length] != row[:length])
+        length = int(differs[0]) if len(differs) else length
+    return length
 
 
 def _starts_with(row: torch.Tensor, prefix: torch.Tensor) -> bool:
