@@ -21,6 +21,7 @@ from eiad.errors import DataError
 from eiad.evaluation.compare import compare
 from eiad.evaluation.config import EvalConfig
 from eiad.evaluation.runner import run_evaluation
+from eiad.launch import free_port
 from eiad.stats import BootstrapSettings
 
 FAST = {"batch_size": 4,  # small groups: a run has many, to kill between and deal to ranks
@@ -195,7 +196,7 @@ def test_kill_9_at_three_moments_then_a_rerun_gives_the_uninterrupted_outputs(un
 
 @pytest.mark.slow
 def test_two_processes_give_the_one_process_outputs_byte_for_byte(uninterrupted, tiny_model, few, tmp_path):
-    launch = {**params("evaluate.launch"), "gpus_per_node": 2, "master_port": 29600 + os.getpid() % 1000}
+    launch = {**params("evaluate.launch"), "gpus_per_node": 2, "master_port": free_port()}
     sharded = _run_stage(_stage_files(tmp_path, tiny_model, *few, launch=launch))
     output, _ = sharded.communicate()
     assert sharded.returncode == 0, output

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import PARAMS, REPO, TINY, config, load_stage, model_handle, params, train_config
 
 from eiad.errors import ConfigError
-from eiad.launch import LaunchSettings, launch_command, needs_launch, single_process_group
+from eiad.launch import LaunchSettings, free_port, launch_command, needs_launch, single_process_group
 from eiad.training.checkpoints import agreed_resume_point, fingerprint
 from eiad.training.trainer import _check_process_group, _live, save_adapter, train_lora
 
@@ -115,7 +115,7 @@ def test_two_cpu_workers_through_the_stage(tiny_model, small_ddqa, tmp_path, mon
     train = {**params("train"), "seed": 0, "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "targets": "llm"},
              "max_steps": 2, "per_device_batch": 4, "grad_accum": 1, "max_length": 256, "logging_steps": 1,
              "save_steps": 2, "gradient_checkpointing": True,
-             "launch": {**params("train.launch"), "gpus_per_node": 2, "master_port": 29000 + os.getpid() % 1000}}
+             "launch": {**params("train.launch"), "gpus_per_node": 2, "master_port": free_port()}}
     model = {**params("model"), "tiny": TINY}
     params_file.write_text(yaml.safe_dump({**PARAMS, "train": train, "model": model}))
     # the workers run stages/train_lora.py as a script: they find eiad where this process does
