@@ -84,7 +84,9 @@ def _time_path(path: str, model_dir: str, benchmark: str, protocol: str, images:
     asking = Asking(PROTOCOLS[protocol], "random", 1, "minicpm", False, None)
     questions = _questions(root, images)
     load = lambda name: load_rgb(root / name)
-    engine = Engine(model, network, processor, "choice" if path == "engine-choice" else "generate", batch)
+    # only the engine's paths build it: it sets its attention on the model, which the others keep as loaded
+    engine = Engine(model, network, processor, "choice" if path == "engine-choice" else "generate", batch) \
+        if path.startswith("engine") else None
 
     def ask(chosen: list[Any]) -> None:
         if path == "mmad-loop":
@@ -97,7 +99,7 @@ def _time_path(path: str, model_dir: str, benchmark: str, protocol: str, images:
             for first in range(0, len(chosen), batch):
                 prompts = [load_prompt(plan(q, asking), load) for q in chosen[first:first + batch]]
                 adapter.generate(network, processor, prompts, 8)
-        else:
+        elif engine is not None:
             for group in job_groups([Job(questions=tuple(group)) for group in by_image(chosen)], batch):
                 engine.answer_all([[Ask(plan(q, asking), 8, q.options) for q in job.questions] for job in group], load)
 

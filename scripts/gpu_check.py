@@ -500,9 +500,9 @@ def part_evaluate(smoke: bool, work: Path) -> dict[str, Any]:
             ask_as_mmad(qwen.adapter, network, processor, load_prompt(plan(question, asking), load), 8)
 
     def engine(mode: str) -> Callable[[list[Any]], None]:
-        asker = Engine(qwen, network, processor, mode, 32)
-
         def ask(chosen: list[Any]) -> None:
+            # built when first asked, after the loop: the engine sets its attention on the shared model
+            asker = Engine(qwen, network, processor, mode, 32)
             for group in job_groups([Job(questions=tuple(image)) for image in by_image(chosen)], 32):
                 asker.answer_all([[Ask(plan(q, asking), 8, q.options) for q in job.questions] for job in group], load)
         return ask
