@@ -20,7 +20,9 @@ from eiad.ddqa.records import record_prompt
 from eiad.evaluation.engine import Ask, Engine
 from eiad.io import read_jsonl
 from eiad.models.adapter import IGNORE_INDEX, matching_modules
+from eiad.models.attention import use_masked_gqa_sdpa
 from eiad.models.fetch import fetch_base_model
+from eiad.models.last_layer import last_decoder_layer, last_position_only
 from eiad.questions import ImageRef, load_prompt
 from eiad.training.merge import load_with_adapter, merge_lora
 from eiad.training.trainer import train_lora
@@ -222,6 +224,40 @@ def test_a_batch_mixing_one_and_two_image_prompts(case, base, one_question):
         together = model(**adapter.collate(examples, pad, padding_side="left")).logits[:, -1]
         alone = [model(**adapter.collate([e], pad, padding_side="left")).logits[0, -1] for e in examples]
     assert all(torch.allclose(together[i], alone[i], atol=1e-4) for i in range(2))
+
+
+def test_the_last_layer_asked_for_last_positions_leaves_the_cache_and_those_logits_as_they_were(case, base,
+                                                                                                 one_question):
+    """Within last_position_only the last decoder layer's MLP runs on each row's last position alone,
+    while every layer's keys and values and the last position's logits stay as without it (left-padded
+    rows of one and two images); leaving it restores the full pass."""
+    adapter = case.model.adapter
+    processor, network = adapter.load_processor(base), adapter.load_model(base).eval()
+    use_masked_gqa_sdpa(network.config.get_text_config())  # as the engine runs it: its attention takes one query
+    question = load_benchmark(one_question)[0]
+    examples = [adapter.encode(processor, _prompt(one_question, question, p)) for p in ("eiad-0shot", "mmad-1shot")]
+    batch = adapter.collate(examples, processor.tokenizer.pad_token_id, padding_side="left")
+    assert (batch["attention_mask"] == 0).any()
+    layer = last_decoder_layer(network)
+    assert layer is not None  # every family's last layer here is a plain one (MiniCPM-V 4.6's: full attention)
+    mlp_rows: list[int] = []
+    first_linear = next(module for module in layer.mlp.modules() if isinstance(module, torch.nn.Linear))
+    first_linear.register_forward_pre_hook(lambda module, args: mlp_rows.append(args[0].shape[1]))
+    with torch.inference_mode():
+        full = network(**batch, use_cache=True)
+        with last_position_only(network):
+            last = network(**batch, use_cache=True)
+        again = network(**batch, use_cache=True)
+    assert mlp_rows == [batch["input_ids"].shape[1], 1, batch["input_ids"].shape[1]]
+    assert torch.allclose(full.logits[:, -1], last.logits[:, -1], atol=1e-5)
+    assert torch.equal(again.logits, full.logits)
+    compared = 0
+    for before, within in zip(full.cache.layers, last.cache.layers):
+        for name in ("keys", "values"):
+            if getattr(before, name, None) is not None:
+                assert torch.allclose(getattr(before, name), getattr(within, name), atol=1e-6)
+                compared += 1
+    assert compared >= 2
 
 
 def test_concat_padded_zero_pads_all_but_the_concatenated_dimension():

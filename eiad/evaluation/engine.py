@@ -31,6 +31,7 @@ from eiad.evaluation.config import AnswerMode
 from eiad.models.adapter import Example
 from eiad.models.attention import use_masked_gqa_sdpa
 from eiad.models.config import ModelHandle
+from eiad.models.last_layer import last_position_only
 from eiad.questions import PromptPlan, load_prompt
 
 Loader = Callable[[str], Image.Image]
@@ -90,10 +91,12 @@ class Engine:
 
     @torch.inference_mode()
     def generate(self, tokens: dict[str, torch.Tensor], budget: int, **options: Any) -> Any:
-        return self.network.generate(
-            **tokens, max_new_tokens=budget, do_sample=False, num_beams=1, pad_token_id=self.tokenizer.pad_token_id,
-            temperature=None, top_p=None, top_k=None, **options,
-        )
+        # each pass reads its rows' last positions alone: the last layer skips the rest (the same answers)
+        with last_position_only(self.network):
+            return self.network.generate(
+                **tokens, max_new_tokens=budget, do_sample=False, num_beams=1,
+                pad_token_id=self.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None, **options,
+            )
 
     def pick(self, logits: torch.Tensor, ask: Ask) -> str:
         """The offered letter ``logits`` (one answer position's) rank highest."""

@@ -15,7 +15,8 @@ gradients equal theirs (tests compare them); flash-attention itself, where insta
 is used as it is.
 
 :func:`masked_gqa_sdpa` is for the evaluation engine's padded rows: it lets torch's CPU SDPA kernel
-read grouped key/value heads in place where transformers copies them out to every query head.
+read grouped key/value heads in place where transformers copies them out to every query head, and
+computes only the last query of a layer asked for its last positions (:mod:`eiad.models.last_layer`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
+from eiad.models.last_layer import LAST_QUERY_ONLY
 
 # transformers routes cu_seq_lens to implementations named like flash-attention's; this one is torch SDPA
 VARLEN_SDPA = "flash_api_varlen_sdpa"
@@ -87,6 +90,14 @@ def masked_gqa_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, value: 
     and 4 key/value heads): 194 ms a layer with the copy, 93 ms without, the same outputs bit for bit."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    if getattr(module, LAST_QUERY_ONLY, False) and query.shape[2] > 1:
+        # the last layer asked for each row's last position (eiad.models.last_layer): one query per
+        # row, which sees every key its row's mask lets it see (no causal flag: it is the last)
+        mask = None if attention_mask is None else attention_mask[:, :, -1:]
+        last, _ = masked_gqa_sdpa(module, query[:, :, -1:], key, value, mask, dropout, scaling, **kwargs)
+        out = last.new_zeros(query.shape[0], query.shape[2], *last.shape[2:])
+        out[:, -1:] = last
+        return out, None
     if attention_mask is None or query.device.type != "cpu" or query.shape[1] == key.shape[1] \
             or query.shape[2] == 1 or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
