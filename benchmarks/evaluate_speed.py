@@ -12,7 +12,8 @@ Paths, each timed in a fresh child process (peak RSS is that process's) after on
   processor calls, chats rendered once per text), so that the second ratio printed is what the
   engine's reuse gains alone;
 * ``batched``: questions in batches of ``--batch`` prompts, left-padded, images per batch;
-* ``engine``: eiad's engine, questions of an image from one encoded prefix, generated;
+* ``engine``: eiad's engine as the pipeline runs it (``evaluate.batch_size`` questions a pass),
+  questions of an image from one encoded prefix, generated;
 * ``engine-choice``: the same with choice scoring (one step, the likeliest offered letter).
 
 On the demo's tiny model (``models/base``, after ``dvc repro fetch_model fetch_benchmark``) and on
@@ -85,7 +86,8 @@ def _time_path(path: str, model_dir: str, benchmark: str, protocol: str, images:
     questions = _questions(root, images)
     load = lambda name: load_rgb(root / name)
     # only the engine's paths build it: it sets its attention on the model, which the others keep as loaded
-    engine = Engine(model, network, processor, "choice" if path == "engine-choice" else "generate", batch) \
+    rows = load_params("evaluate.batch_size")  # the engine's batches, as the pipeline's
+    engine = Engine(model, network, processor, "choice" if path == "engine-choice" else "generate", rows) \
         if path.startswith("engine") else None
 
     def ask(chosen: list[Any]) -> None:
@@ -100,7 +102,7 @@ def _time_path(path: str, model_dir: str, benchmark: str, protocol: str, images:
                 prompts = [load_prompt(plan(q, asking), load) for q in chosen[first:first + batch]]
                 adapter.generate(network, processor, prompts, 8)
         elif engine is not None:
-            for group in job_groups([Job(questions=tuple(group)) for group in by_image(chosen)], batch):
+            for group in job_groups([Job(questions=tuple(group)) for group in by_image(chosen)], rows):
                 engine.answer_all([[Ask(plan(q, asking), 8, q.options) for q in job.questions] for job in group], load)
 
     ask(next(by_image(questions)))  # one image untimed: one-time costs (first calls, lazy set-up) are not the rate
@@ -173,7 +175,8 @@ def _speed(models: dict[str, Path], benchmark: Path, images: int, rounds: int, b
             anchor = statistics.median(run["per_s"] for run in runs["mmad-loop"])
             same_model = statistics.median(run["per_s"] for run in runs["loop-eiad-model"])
             click.echo(f"\n{name} model, {protocol}, {len(_questions(benchmark, images))} questions over {images} "
-                       f"images, median of {rounds}:")
+                       f"images, median of {rounds} (plain batching {batch} prompts a call, the engine "
+                       f"{_params('evaluate.batch_size')} questions a pass):")
             for path in PATHS:
                 per_s = statistics.median(run["per_s"] for run in runs[path])
                 rss = statistics.median(run["rss_mb"] for run in runs[path])
