@@ -178,18 +178,19 @@ def uninterrupted(tmp_path_factory, tiny_model, few):
 def test_kill_9_at_three_moments_then_a_rerun_gives_the_uninterrupted_outputs(uninterrupted, tiny_model, few, tmp_path):
     args = _stage_files(tmp_path, tiny_model, *few)
     total = _answered(uninterrupted / "cache")
-    seen = []
+    seen = [0]
     for fraction in (0.15, 0.45, 0.75):  # moments: answers on disk when the process is killed
         running = _run_stage(args)
-        while _answered(tmp_path / "cache") < fraction * total and running.poll() is None:
-            time.sleep(0.05)
+        # a group of the tiny model's questions takes milliseconds: look often, and wait for this run's own answers
+        while _answered(tmp_path / "cache") < max(fraction * total, seen[-1] + 1) and running.poll() is None:
+            time.sleep(0.002)
         running.send_signal(signal.SIGKILL)
         running.wait()
         seen.append(_answered(tmp_path / "cache"))
     finish = _run_stage(args)
     output, _ = finish.communicate()
     assert finish.returncode == 0, output
-    assert seen == sorted(seen) and seen[-1] < total  # each run went on from the last, none finished
+    assert seen[0] < seen[1] < seen[2] < seen[3] < total, seen  # each run went on from the last, none finished
     for name in ("metrics", "predictions"):
         assert tree_bytes(tmp_path / name) == tree_bytes(uninterrupted / name), name
 
