@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from eiad.models.last_layer import LAST_QUERY_ONLY
+from eiad.models.last_layer import LAST_QUERY_ONLY, at_last_position
 
 # transformers routes cu_seq_lens to implementations named like flash-attention's; this one is torch SDPA
 VARLEN_SDPA = "flash_api_varlen_sdpa"
@@ -95,9 +95,7 @@ def masked_gqa_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, value: 
         # row, which sees every key its row's mask lets it see (no causal flag: it is the last)
         mask = None if attention_mask is None else attention_mask[:, :, -1:]
         last, _ = masked_gqa_sdpa(module, query[:, :, -1:], key, value, mask, dropout, scaling, **kwargs)
-        out = last.new_zeros(query.shape[0], query.shape[2], *last.shape[2:])
-        out[:, -1:] = last
-        return out, None
+        return at_last_position(last, query.shape[2]), None
     if attention_mask is None or query.device.type != "cpu" or query.shape[1] == key.shape[1] \
             or query.shape[2] == 1 or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,

@@ -68,9 +68,13 @@ def _on_last_position(forward: Callable[..., torch.Tensor]) -> Callable[..., tor
     def last_only(hidden: torch.Tensor) -> torch.Tensor:
         if hidden.dim() != 3 or hidden.shape[1] == 1:
             return forward(hidden)
-        last = forward(hidden[:, -1:])
-        out = last.new_zeros(*hidden.shape[:2], last.shape[-1])
-        out[:, -1:] = last
-        return out
+        return at_last_position(forward(hidden[:, -1:]), hidden.shape[1])
 
     return last_only
+
+
+def at_last_position(last: torch.Tensor, positions: int) -> torch.Tensor:
+    """``last`` (rows, 1, ...) laid out as (rows, ``positions``, ...): zeros but at the last position."""
+    out = last.new_zeros(last.shape[0], positions, *last.shape[2:])
+    out[:, -1:] = last
+    return out
