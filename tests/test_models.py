@@ -71,6 +71,29 @@ def test_qwen2_vl_encodes_as_its_processor_does(tiny_model, small_ddqa):
             assert all(ours[key].dtype == theirs[key].dtype and torch.equal(ours[key], theirs[key]) for key in ours)
 
 
+def test_texts_are_tokenised_once_and_each_caller_gets_its_own_tensors(tiny_model):
+    from eiad.models.adapter import text_tokens
+
+    class Counting:
+        def __init__(self, tokenizer):
+            self.tokenizer, self.calls = tokenizer, 0
+
+        def __call__(self, *args, **kwargs):
+            self.calls += 1
+            return self.tokenizer(*args, **kwargs)
+
+    tokenizer = Counting(QWEN.load_processor(tiny_model).tokenizer)
+    text = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Is there a defect?<|im_end|>"
+    for special in (True, False):
+        expected = tokenizer.tokenizer([text], add_special_tokens=special, return_tensors="pt")
+        first = text_tokens(tokenizer, text, special)
+        first["input_ids"][0, 0] = -1  # a caller changing its tensors changes nobody else's
+        second = text_tokens(tokenizer, text, special)
+        assert second.keys() == expected.keys()
+        assert all(torch.equal(second[key], expected[key]) for key in expected)
+    assert tokenizer.calls == 2  # once per text and special-token setting
+
+
 def test_chats_render_once_per_layout_as_the_processor_renders_them(tiny_model, small_ddqa):
     processor = QWEN.load_processor(tiny_model)
     prompt, answer = record_prompt(next(r for r in read_jsonl(small_ddqa / "train.jsonl") if r["task"] == "DC"))

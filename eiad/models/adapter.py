@@ -156,7 +156,7 @@ class VLMAdapter:
         alike = head is not None and all(_same_through_last_image(prompts[0], prompt) for prompt in prompts[1:])
         if alike:
             texts = [self.render(processor, prompt) for prompt in prompts]
-            tails = [torch.tensor([_text_ids(tokenizer, text[len(head):])], dtype=torch.long) for text in texts]
+            tails = [text_tokens(tokenizer, text[len(head):], special_tokens=False)["input_ids"] for text in texts]
             shared = first.length - tails[0].shape[1]
             ids = first.tokens["input_ids"]
             alike = shared > 0 and torch.equal(ids[:, shared:], tails[0]) \
@@ -247,10 +247,17 @@ def _rendered(adapter: VLMAdapter, processor: Any, template: str, layout: tuple[
                                          tokenize=False)
 
 
+def text_tokens(tokenizer: Any, text: str, special_tokens: bool = True) -> dict[str, torch.Tensor]:
+    """What ``tokenizer([text], return_tensors="pt")`` returns (1 x length tensors), each text
+    tokenised once (the latest are kept): MMAD repeats its texts over images, and images of one
+    size expand to the same prompt text (the tokenizer took 6% of the tiny model's time to answer
+    1-shot questions by choice scoring)."""
+    return {key: ids.clone() for key, ids in _tokenised(tokenizer, text, special_tokens).items()}
+
+
 @functools.lru_cache(maxsize=KEPT_TEXTS)
-def _text_ids(tokenizer: Any, text: str) -> tuple[int, ...]:
-    """``text``'s token ids, without special tokens (MMAD's questions repeat their texts over images)."""
-    return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+def _tokenised(tokenizer: Any, text: str, special_tokens: bool) -> dict[str, torch.Tensor]:
+    return dict(tokenizer([text], add_special_tokens=special_tokens, return_tensors="pt"))
 
 
 def _last_image(prompt: Prompt) -> int | None:

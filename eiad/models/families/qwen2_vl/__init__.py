@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from eiad.models.adapter import standard_presets
+from eiad.models.adapter import standard_presets, text_tokens
 from eiad.models.qwen import QwenVLAdapter
 from eiad.models.tiny import TinyQwenVLConfig, build_tiny_qwen
 
@@ -53,7 +53,7 @@ class Qwen2VLAdapter(QwenVLAdapter):
         # each image placeholder becomes one token per merged patch of its grid, as the processor does
         counts = iter((media["image_grid_thw"].prod(dim=1) // processor.image_processor.merge_size**2).tolist())
         expanded = re.sub(re.escape(processor.image_token), lambda _: processor.image_token * next(counts), text)
-        tokens = processor.tokenizer([expanded], return_tensors="pt")
+        tokens = text_tokens(processor.tokenizer, expanded)
         input_ids = tokens["input_ids"]
         types = torch.zeros_like(input_ids)  # the processor's modality types: 1 image, 2 video tokens
         types[input_ids == processor.image_token_id] = 1
