@@ -28,6 +28,7 @@ from PIL import Image
 
 from eiad.errors import ConfigError
 from eiad.evaluation.config import AnswerMode
+from eiad.memory import keep_freed_memory
 from eiad.models.adapter import Example
 from eiad.models.attention import use_masked_gqa_sdpa
 from eiad.models.config import ModelHandle
@@ -56,6 +57,8 @@ class Engine:
     def __init__(self, model: ModelHandle, network: Any, processor: Any, mode: AnswerMode, batch_size: int) -> None:
         self.adapter, self.network, self.processor, self.mode = model.adapter, network, processor, mode
         use_masked_gqa_sdpa(network.config.get_text_config())  # padded rows: no copies of grouped heads
+        if network.device.type == "cpu":
+            keep_freed_memory()  # each pass reuses the pages of the pass before (eiad.memory)
         self.tokenizer = processor.tokenizer
         self.rows_per_batch = batch_size if self.adapter.batched_continuation else 1
         self._letters: dict[tuple[str, ...], list[int]] = {}  # each set of option letters tokenised once
