@@ -13,7 +13,8 @@ Paths, each timed in a fresh child process (peak RSS is that process's) after on
   engine's reuse gains alone;
 * ``batched``: questions in batches of ``--batch`` prompts, left-padded, images per batch;
 * ``engine``: eiad's engine as the pipeline runs it (``evaluate.batch_size`` questions a pass),
-  questions of an image from one encoded prefix, generated;
+  questions of an image from one encoded prefix, generated; it keeps the C heap's freed memory for
+  reuse (``eiad.memory``), which the loops, whose blocks are small, do not need;
 * ``engine-choice``: the same with choice scoring (one step, the likeliest offered letter).
 
 On the demo's tiny model (``models/base``, after ``dvc repro fetch_model fetch_benchmark``) and on
