@@ -8,6 +8,7 @@ without them is the one that launches, or a single-process run.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -66,6 +67,32 @@ def needs_launch(settings: LaunchSettings) -> bool:
 def rank() -> int:
     """This process's global rank (0 outside a launched run)."""
     return int(os.environ.get("RANK", "0"))
+
+
+def end_worker() -> None:
+    """End a launched worker whose work has succeeded: its process group destroyed, its output
+    flushed, then ``os._exit(0)``, as a multiprocessing child ends, without the interpreter's
+    shutdown. Outside a launched run it does nothing.
+
+    Why not a normal exit: a gloo thread that drops the last reference to a finished
+    collective's tensors needs the GIL to free them; once the interpreter shuts down it cannot
+    have it, and the worker aborts (SIGABRT, "terminate called without an active exception"),
+    so the launcher reports a failed run although every output was written. Destroying the
+    group does not stop those threads while a DistributedDataParallel model still holds it (the
+    Trainer's does). Outputs are written (atomically) before this is called, so nothing is lost
+    by skipping the shutdown. Not called after an error: another rank may still wait in a
+    collective.
+    """
+    if not is_worker():
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def launch_command(settings: LaunchSettings, script: str | Path, args: Sequence[str],

@@ -14,7 +14,7 @@ from eiad.cli import folder, input_file, output_folder, params_option, stage
 from eiad.errors import EiadError
 from eiad.evaluation.config import EvalConfig
 from eiad.evaluation.runner import run_evaluation
-from eiad.launch import needs_launch, run_launched
+from eiad.launch import end_worker, needs_launch, run_launched
 from eiad.models.config import ModelHandle
 
 
@@ -41,6 +41,7 @@ def main(model: Path, benchmark: Path, ddqa_test: Path, metrics: Path, predictio
     if scores is not None:
         click.echo(f"MMAD average: {scores['mmad']['average'].get('Average')} "
                    f"(MMAD's script: {scores['mmad']['mmad_script']['average'].get('Average')})")
+    end_worker()
 
 
 if __name__ == "__main__":

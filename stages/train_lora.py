@@ -15,7 +15,7 @@ import click
 from eiad.cli import folder, input_file, output_file, output_folder, params_option, stage
 from eiad.errors import EiadError
 from eiad.io import atomic_write_json
-from eiad.launch import is_worker, needs_launch, rank, run_launched
+from eiad.launch import end_worker, is_worker, needs_launch, rank, run_launched
 from eiad.models.config import ModelHandle
 from eiad.training.checks import check_training
 from eiad.training.config import TrainConfig
@@ -47,6 +47,7 @@ def main(model: Path, data: Path, out: Path, checkpoints: Path, metrics: Path, s
         figures = run_summary(result)
         atomic_write_json(summary, figures)
         click.echo(f"train loss {figures['train_loss']:.4f} in {figures['train_seconds']:.0f} s")
+    end_worker()
 
 
 if __name__ == "__main__":

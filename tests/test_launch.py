@@ -3,6 +3,8 @@
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -107,6 +109,40 @@ def test_other_ranks_write_nothing(tmp_path):
         assert callbacks == []
     save_adapter(object(), tmp_path / "adapter", main=False, deepspeed=False)
     assert list(tmp_path.iterdir()) == []
+
+
+WORKER_ENDING = """
+import atexit, os, sys
+import torch.distributed as dist
+from eiad.launch import end_worker, free_port
+os.environ.update({"RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())})
+if sys.argv[1] == "worker":
+    os.environ["LOCAL_RANK"] = "0"
+dist.init_process_group("gloo")
+dist.all_reduce(dist.torch.ones(4))
+atexit.register(print, "interpreter shut down")
+destroy = dist.destroy_process_group
+dist.destroy_process_group = lambda: (print("group destroyed"), destroy())
+print("work done", end=" ")  # still in the buffer when the worker ends
+end_worker()
+print("returned; group kept:", dist.is_initialized())
+"""
+
+
+@pytest.mark.parametrize("place, printed", [
+    ("worker", "work done group destroyed"),
+    ("one process", "work done returned; group kept: True\ninterpreter shut down"),
+])
+def test_a_launched_worker_ends_without_the_interpreters_shutdown(place, printed):
+    """A worker destroys its group, flushes what it printed and exits 0 before the interpreter's
+    shutdown, where a gloo thread can abort it; outside a launched run nothing changes (a
+    DeepSpeed run's one-process group stays for a later run)."""
+    env = {key: value for key, value in os.environ.items() if key not in ("LOCAL_RANK", "RANK", "WORLD_SIZE")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", WORKER_ENDING, place], check=False, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == printed
 
 
 def test_two_cpu_workers_through_the_stage(tiny_model, small_ddqa, tmp_path, monkeypatch):
