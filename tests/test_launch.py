@@ -113,13 +113,14 @@ def test_other_ranks_write_nothing(tmp_path):
 
 WORKER_ENDING = """
 import atexit, os, sys
+import torch
 import torch.distributed as dist
 from eiad.launch import end_worker, free_port
 os.environ.update({"RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())})
 if sys.argv[1] == "worker":
     os.environ["LOCAL_RANK"] = "0"
 dist.init_process_group("gloo")
-dist.all_reduce(dist.torch.ones(4))
+dist.all_reduce(torch.ones(4))
 atexit.register(print, "interpreter shut down")
 destroy = dist.destroy_process_group
 dist.destroy_process_group = lambda: (print("group destroyed"), destroy())
